@@ -1,0 +1,262 @@
+"""Channel identities: who each channel is, and a stable key -> id vocabulary.
+
+A :class:`Channel` is a key such as ``eeg/C3``, ``s2/B08``, ``stain/DAPI``,
+``ieeg/sub-01/LA1``, ``mel/17`` or ``series/OT`` with optional metadata. A
+:class:`ChannelVocab` assigns every key a stable integer id; row ``k`` of a
+channel-embedding table always means the same channel, in every checkpoint and
+pretrained export that carries the vocabulary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Channel",
+    "ChannelVocab",
+    "UnknownChannelError",
+    "eeg_1005_vocab",
+    "sentinel2_vocab",
+    "series_vocab",
+    "write_text_atomic",
+]
+
+
+class UnknownChannelError(KeyError):
+    """A channel key is not in the vocabulary; the message names every unknown key."""
+
+    def __init__(self, keys: Sequence[str], vocab_name: str = "vocabulary") -> None:
+        self.keys = list(keys)
+        super().__init__(f"unknown channel(s) {', '.join(map(repr, self.keys))} in {vocab_name}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One channel identity with optional metadata.
+
+    Attributes:
+        key: unique name, namespaced by modality, e.g. ``"eeg/C3"`` or ``"s2/B08"``.
+        kind: modality, e.g. ``"eeg"``, ``"seeg"``, ``"band"``, ``"stain"``, ``"series"``.
+        position: 3-D position in metres (electrodes), or ``None``.
+        wavelength_nm: centre wavelength in nanometres (spectral bands, stains), or ``None``.
+        unit: physical unit of the values, e.g. ``"V"`` or ``"reflectance"``.
+    """
+
+    key: str
+    kind: str = ""
+    position: tuple[float, float, float] | None = None
+    wavelength_nm: float | None = None
+    unit: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, str) or not self.key:
+            raise ValueError(f"Channel key must be a non-empty string, got {self.key!r}")
+        if self.position is not None:
+            pos = tuple(float(p) for p in self.position)
+            if len(pos) != 3:
+                raise ValueError(f"channel {self.key!r}: position must have 3 coordinates, got {pos}")
+            object.__setattr__(self, "position", pos)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, "")}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Channel:
+        pos = data.get("position")
+        return cls(
+            key=data["key"],
+            kind=data.get("kind", ""),
+            position=tuple(pos) if pos is not None else None,  # type: ignore[arg-type]
+            wavelength_nm=data.get("wavelength_nm"),
+            unit=data.get("unit", ""),
+        )
+
+
+@dataclass
+class ChannelVocab:
+    """Stable mapping from channel keys to integer ids, growable and JSON round-trippable.
+
+    Ids are assigned in insertion order and never change; :meth:`add` appends new keys.
+    Look-ups can be case-insensitive through :meth:`resolve`, which also understands
+    aliases (e.g. ``"EEG Fp1-Ref"`` -> ``"eeg/Fp1"``) registered with ``aliases``.
+    """
+
+    name: str = "vocab"
+    channels: list[Channel] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._index: dict[str, int] = {}
+        self._folded: dict[str, int] = {}
+        channels, self.channels = self.channels, []
+        for ch in channels:
+            self.add(ch)
+
+    # -- container protocol -------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.channels)
+
+    def __iter__(self) -> Iterator[Channel]:
+        return iter(self.channels)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def __getitem__(self, key: str | int) -> Channel:
+        if isinstance(key, int):
+            return self.channels[key]
+        return self.channels[self.id(key)]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ChannelVocab) and self.channels == other.channels
+
+    @property
+    def keys(self) -> list[str]:
+        return [c.key for c in self.channels]
+
+    # -- building -------------------------------------------------------------------------
+    def add(self, channel: Channel | str, **meta: Any) -> int:
+        """Add a channel (or return the id of an existing one with the same key)."""
+        ch = Channel(channel, **meta) if isinstance(channel, str) else channel
+        if ch.key in self._index:
+            return self._index[ch.key]
+        idx = len(self.channels)
+        self.channels.append(ch)
+        self._index[ch.key] = idx
+        self._folded.setdefault(ch.key.casefold(), idx)
+        return idx
+
+    def extend(self, channels: Iterable[Channel | str]) -> list[int]:
+        """Add several channels; returns their ids in order."""
+        return [self.add(c) for c in channels]
+
+    # -- look-up --------------------------------------------------------------------------
+    def id(self, key: str) -> int:
+        """Exact id of ``key``; raises :class:`UnknownChannelError` naming the key."""
+        try:
+            return self._index[key]
+        except KeyError:
+            raise UnknownChannelError([key], self.name) from None
+
+    def ids(self, keys: Sequence[str]) -> list[int]:
+        """Ids of ``keys``; one error names every unknown key at once."""
+        missing = [k for k in keys if k not in self._index]
+        if missing:
+            raise UnknownChannelError(missing, self.name)
+        return [self._index[k] for k in keys]
+
+    def resolve(self, name: str, prefix: str = "") -> str | None:
+        """Case-insensitive look-up of a loosely written name, returning the canonical key.
+
+        Tries ``name``, ``prefix + name`` and, for names such as ``"EEG Fp1-Ref"``, the
+        core token with the usual ``EEG``/``-Ref``/``-REF``/``-LE`` decorations removed.
+        Returns ``None`` when nothing matches.
+        """
+        for cand in _candidates(name, prefix):
+            idx = self._folded.get(cand.casefold())
+            if idx is not None:
+                return self.channels[idx].key
+        return None
+
+    # -- serialisation --------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "channels": [c.to_json() for c in self.channels]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChannelVocab:
+        if "channels" not in data:
+            raise ValueError("vocabulary JSON has no 'channels' list")
+        return cls(name=data.get("name", "vocab"), channels=[Channel.from_json(c) for c in data["channels"]])
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the vocabulary as JSON, atomically."""
+        write_text_atomic(Path(path), json.dumps(self.to_json(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ChannelVocab:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"channel vocabulary file not found: {path}") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"channel vocabulary file {path} is not valid JSON: {e}") from None
+        return cls.from_json(data)
+
+
+def _candidates(name: str, prefix: str) -> list[str]:
+    core = name.strip()
+    out = [core, prefix + core]
+    stripped = core
+    for lead in ("EEG ", "EEG-", "EEG_", "POL ", "ECG ", "EOG "):
+        if stripped.upper().startswith(lead):
+            stripped = stripped[len(lead) :]
+    for tail in ("-REF", "-LE", "-AR", "-AVG", "-A1", "-A2", "-M1", "-M2"):
+        if stripped.upper().endswith(tail):
+            stripped = stripped[: -len(tail)]
+    stripped = stripped.strip()
+    if stripped != core:
+        out += [stripped, prefix + stripped]
+    return out
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- standard vocabularies ----------------------------------------------------------------
+@cache
+def _eeg_1005_channels() -> tuple[Channel, ...]:
+    import mne
+
+    montage = mne.channels.make_standard_montage("standard_1005")
+    pos = montage.get_positions()["ch_pos"]
+    return tuple(Channel(f"eeg/{name}", kind="eeg", position=tuple(xyz), unit="V") for name, xyz in pos.items())
+
+
+def eeg_1005_vocab() -> ChannelVocab:
+    """EEG 10-05 electrode vocabulary with positions (metres) from mne's ``standard_1005``."""
+    return ChannelVocab("eeg_1005", list(_eeg_1005_channels()))
+
+
+# Sentinel-2 MSI bands and their central wavelengths (nm), S2A values from ESA's spectral response.
+SENTINEL2_BANDS: dict[str, float] = {
+    "B01": 442.7, "B02": 492.4, "B03": 559.8, "B04": 664.6, "B05": 704.1, "B06": 740.5,
+    "B07": 782.8, "B08": 832.8, "B8A": 864.7, "B09": 945.1, "B10": 1373.5, "B11": 1613.7, "B12": 2202.4,
+}  # fmt: skip
+
+
+def sentinel2_vocab() -> ChannelVocab:
+    """Sentinel-2 MSI band vocabulary (``s2/B01`` ... ``s2/B12``) with centre wavelengths in nm."""
+    return ChannelVocab(
+        "sentinel2",
+        [Channel(f"s2/{b}", kind="band", wavelength_nm=w, unit="reflectance") for b, w in SENTINEL2_BANDS.items()],
+    )
+
+
+def series_vocab(names: Iterable[str], name: str = "series") -> ChannelVocab:
+    """Vocabulary for named time series (``series/<name>``), e.g. the columns of a CSV."""
+    return ChannelVocab(name, [Channel(f"series/{n}", kind="series") for n in names])
+
+
+def is_finite_position(pos: tuple[float, float, float] | None) -> bool:
+    return pos is not None and all(math.isfinite(p) for p in pos)

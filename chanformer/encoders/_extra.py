@@ -1,0 +1,1 @@
+"""Imports the encoder modules beyond SOFTS; each model family adds its import here."""

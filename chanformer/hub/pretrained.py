@@ -1,0 +1,145 @@
+"""Pretrained folders: ``config.json`` + ``model.safetensors`` (+ ``vocab.json``), never pickle.
+
+Any module that answers ``pretrained_spec() -> dict`` can be saved; the spec's ``kind`` names
+a builder registered with :func:`register_model_kind` that rebuilds the module from JSON.
+Encoders built with :func:`chanformer.create_encoder` are saved as kind ``"encoder"``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from chanformer.channels import ChannelVocab
+
+__all__ = ["FORMAT_VERSION", "load_pretrained", "model_spec", "register_model_kind", "save_pretrained"]
+
+FORMAT_VERSION = 1
+_KINDS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
+
+
+def register_model_kind(kind: str) -> Callable[[Callable[[dict[str, Any]], nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering ``fn(spec) -> module`` for pretrained specs of ``kind``."""
+
+    def deco(fn: Callable[[dict[str, Any]], nn.Module]) -> Callable[..., nn.Module]:
+        _KINDS[kind] = fn
+        return fn
+
+    return deco
+
+
+def model_spec(model: nn.Module) -> dict[str, Any]:
+    """JSON-able description from which :func:`build_from_spec` rebuilds ``model``."""
+    if hasattr(model, "pretrained_spec"):
+        return dict(model.pretrained_spec())
+    name = getattr(model, "encoder_name", None)
+    if name is None:
+        raise TypeError(
+            f"save_pretrained(model=...): {type(model).__name__} was not built with create_encoder() and "
+            "has no pretrained_spec(); build it with chanformer.create_encoder(name, ...)"
+        )
+    return {"kind": "encoder", "name": name, "kwargs": getattr(model, "encoder_kwargs", {})}
+
+
+def build_from_spec(spec: dict[str, Any]) -> nn.Module:
+    kind = spec.get("kind")
+    if kind not in _KINDS:
+        raise ValueError(f"unknown pretrained model kind {kind!r}; known kinds: {sorted(_KINDS)}")
+    return _KINDS[kind](spec)
+
+
+@register_model_kind("encoder")
+def _build_encoder(spec: dict[str, Any]) -> nn.Module:
+    from chanformer.encoders import create_encoder
+
+    return create_encoder(spec["name"], **spec.get("kwargs", {}))
+
+
+def save_pretrained(
+    model: nn.Module, directory: str | os.PathLike[str], *, vocab: ChannelVocab | None = None, **extra: Any
+) -> Path:
+    """Write ``model`` to ``directory`` atomically (all files appear together, or none change).
+
+    Files: ``config.json`` (spec, format version, ``extra`` metadata), ``model.safetensors``
+    (the state dict, contiguous CPU tensors) and ``vocab.json`` when the model (or the
+    ``vocab`` argument) has a channel vocabulary.
+    """
+    directory = Path(directory)
+    vocab = vocab if vocab is not None else getattr(model, "vocab", None)
+    config = {"format_version": FORMAT_VERSION, "model": model_spec(model), **extra}
+    json.dumps(config)  # fail before touching the disk when metadata is not JSON-able
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    try:
+        state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        save_file(_untie(state), str(tmp / "model.safetensors"))
+        (tmp / "config.json").write_text(json.dumps(config, indent=1))
+        if vocab is not None:
+            vocab.save(tmp / "vocab.json")
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(directory, old)
+            os.replace(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def load_pretrained(directory: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model saved by :func:`save_pretrained`; reads JSON and safetensors only."""
+    directory = Path(directory)
+    cfg_path = directory / "config.json"
+    weights = directory / "model.safetensors"
+    for p in (cfg_path, weights):
+        if not p.is_file():
+            raise FileNotFoundError(f"load_pretrained(): {p} is missing; is {directory} a chanformer pretrained folder?")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"load_pretrained(): {cfg_path} is not valid JSON ({e})") from None
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{cfg_path}: format_version {config['format_version']} is newer than this chanformer")
+    model = build_from_spec(config["model"])
+    try:
+        state = load_file(str(weights), device=str(map_location))
+    except Exception as e:  # safetensors raises its own error types for corrupt headers
+        raise ValueError(f"load_pretrained(): cannot read {weights}: {e}") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in _tied_keys(model)]
+    if missing or unexpected:
+        raise ValueError(f"{weights} does not match the model in {cfg_path}: missing {missing}, unexpected {unexpected}")
+    if (directory / "vocab.json").is_file():
+        model.vocab = ChannelVocab.load(directory / "vocab.json")
+    return model.eval()
+
+
+def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses shared storage; keep the first name of every shared tensor."""
+    seen: dict[tuple[int, int, tuple[int, ...]], str] = {}
+    out = {}
+    for k, v in state.items():
+        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
+        if v.numel() and key in seen:
+            continue
+        seen[key] = k
+        out[k] = v
+    return out
+
+
+def _tied_keys(model: nn.Module) -> set[str]:
+    state = model.state_dict()
+    return set(state) - set(_untie(state))

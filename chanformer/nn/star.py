@@ -1,0 +1,82 @@
+"""STAR (STar Aggregate-Redistribute) from SOFTS, with channel masking.
+
+Each token (one per series/channel) is mapped to a small "core" vector; the cores are
+aggregated over tokens into one global core, which is redistributed to every token and
+fused with it. Aggregation is a softmax-weighted sum over tokens in eval mode and, in
+training mode, stochastic pooling: per core feature, one token is sampled with
+probability softmax(core) over tokens. Padded tokens (``mask=False``) take no part.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def _activation(name: str) -> nn.Module:
+    if name == "gelu":
+        return nn.GELU()
+    if name == "relu":
+        return nn.ReLU()
+    raise ValueError(f"activation={name!r}: expected 'gelu' or 'relu'")
+
+
+class STAR(nn.Module):
+    """Aggregate-redistribute over tokens: ``x [B, N, D] -> [B, N, D]``.
+
+    Args:
+        d_model: token width ``D``.
+        d_core: width of the global core.
+    """
+
+    def __init__(self, d_model: int, d_core: int, device: torch.device | None = None, dtype: torch.dtype | None = None):
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        self.core_hidden = nn.Linear(d_model, d_model, **kw)
+        self.core_proj = nn.Linear(d_model, d_core, **kw)
+        self.fuse = nn.Linear(d_model + d_core, d_model, **kw)
+        self.out = nn.Linear(d_model, d_model, **kw)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``x [B, N, D]``, ``mask [B, N]`` (True = real token) -> ``[B, N, D]``."""
+        core = self.core_proj(F.gelu(self.core_hidden(x)))  # [B, N, d_core]
+        logits = core if mask is None else core.masked_fill(~mask[..., None], float("-inf"))
+        weights = torch.softmax(logits, dim=1)
+        if self.training:
+            b, n, k = core.shape
+            idx = torch.multinomial(weights.transpose(1, 2).reshape(b * k, n), 1).view(b, 1, k)
+            pooled = torch.gather(core, 1, idx)  # [B, 1, d_core]
+        else:
+            pooled = (core * weights).sum(1, keepdim=True)
+        fused = torch.cat([x, pooled.expand(-1, x.shape[1], -1)], dim=-1)
+        return self.out(F.gelu(self.fuse(fused)))
+
+
+class STARLayer(nn.Module):
+    """Post-norm block: ``x = norm1(x + STAR(x)); x = norm2(x + FFN(x))``; ``[B, N, D] -> [B, N, D]``."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_core: int,
+        d_ff: int,
+        dropout: float = 0.0,
+        activation: str = "gelu",
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        self.star = STAR(d_model, d_core, **kw)
+        self.fc1 = nn.Linear(d_model, d_ff, **kw)
+        self.fc2 = nn.Linear(d_ff, d_model, **kw)
+        self.act = _activation(activation)
+        self.norm1 = nn.LayerNorm(d_model, **kw)
+        self.norm2 = nn.LayerNorm(d_model, **kw)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        x = self.norm1(x + self.dropout(self.star(x, mask)))
+        y = self.dropout(self.fc2(self.dropout(self.act(self.fc1(x)))))
+        return self.norm2(x + y)
