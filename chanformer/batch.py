@@ -223,12 +223,12 @@ class ChannelBatch:
         *,
         sfreq: float | None = None,
         target: Any = None,
+        dtype: torch.dtype = torch.float32,
     ) -> ChannelBatch:
         """Batch from an array ``[B, C, *S]`` (or one sample ``[C, *S]``) whose channels are
-        named by ``channels`` (keys of ``vocab``); every channel is present."""
-        arr = torch.as_tensor(np.asarray(values) if isinstance(values, np.ndarray) else values)
-        if not arr.is_floating_point():
-            arr = arr.to(torch.float32)
+        named by ``channels`` (keys of ``vocab``); every channel is present. Values are
+        cast to ``dtype`` (float32 by default, what the encoders expect)."""
+        arr = torch.as_tensor(np.asarray(values) if isinstance(values, np.ndarray) else values).to(dtype)
         batched = arr.ndim >= 3 and arr.shape[1] == len(channels)
         if not batched and arr.ndim >= 2 and arr.shape[0] == len(channels):
             arr = arr.unsqueeze(0)  # one sample [C, *S]

@@ -228,13 +228,16 @@ def write_text_atomic(path: Path, text: str) -> None:
 def _eeg_1005_channels() -> tuple[Channel, ...]:
     import mne
 
-    montage = mne.channels.make_standard_montage("standard_1005")
+    # mne >= 1.12 renamed the template montage; the positions are the same.
+    name = "colin27_1005" if "colin27_1005" in mne.channels.get_builtin_montages() else "standard_1005"
+    montage = mne.channels.make_standard_montage(name)
     pos = montage.get_positions()["ch_pos"]
     return tuple(Channel(f"eeg/{name}", kind="eeg", position=tuple(xyz), unit="V") for name, xyz in pos.items())
 
 
 def eeg_1005_vocab() -> ChannelVocab:
-    """EEG 10-05 electrode vocabulary with positions (metres) from mne's ``standard_1005``."""
+    """EEG 10-05 electrode vocabulary with positions (metres) from mne's standard 10-05 montage
+    (``standard_1005``, called ``colin27_1005`` since mne 1.12)."""
     return ChannelVocab("eeg_1005", list(_eeg_1005_channels()))
 
 

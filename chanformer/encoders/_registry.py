@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import fnmatch
+import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from chanformer.encoders.base import Encoder
+from chanformer.spec import DataSpec
 
-__all__ = ["create_encoder", "encoder_entrypoint", "list_encoders", "register_encoder"]
+__all__ = ["create_encoder", "encoder_class", "encoder_entrypoint", "list_encoders", "register_encoder"]
 
 _BUILDERS: dict[str, Callable[..., Encoder]] = {}
 F = TypeVar("F", bound=Callable[..., Encoder])
@@ -41,15 +43,31 @@ def encoder_entrypoint(name: str) -> Callable[..., Encoder]:
         ) from None
 
 
-def create_encoder(name: str, **overrides: Any) -> Encoder:
+def encoder_class(name: str) -> type[Encoder]:
+    """The :class:`Encoder` subclass a registered builder returns (from its return annotation)."""
+    fn = encoder_entrypoint(name)
+    cls = typing.get_type_hints(fn).get("return")
+    if not (isinstance(cls, type) and issubclass(cls, Encoder)):
+        raise TypeError(f"encoder builder {name!r} must be annotated to return an Encoder subclass")
+    return cls
+
+
+def create_encoder(name: str, data_spec: DataSpec | None = None, **overrides: Any) -> Encoder:
     """Build a registered encoder; ``overrides`` replace the variant's default arguments.
 
-    The name and overrides are recorded on the model (``encoder_name``, ``encoder_kwargs``)
-    so that :func:`chanformer.hub.save_pretrained` can rebuild it without pickling.
+    With ``data_spec``, constructor arguments the encoder declares in ``data_args`` (e.g. its
+    input length) are filled from the data unless given in ``overrides``. The name and the
+    final arguments are recorded on the model (``encoder_name``, ``encoder_kwargs``) so that
+    :func:`chanformer.hub.save_pretrained` can rebuild it without pickling.
     """
-    model = encoder_entrypoint(name)(**overrides)
+    kwargs = dict(overrides)
+    if data_spec is not None:
+        kwargs = data_spec.encoder_kwargs(encoder_class(name).data_args) | kwargs
+    model = encoder_entrypoint(name)(**kwargs)
     model.encoder_name = name
-    model.encoder_kwargs = dict(overrides)
+    model.encoder_kwargs = kwargs
+    if data_spec is not None and model.vocab is None:
+        model.vocab = data_spec.vocab
     return model
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -23,6 +23,9 @@ class Encoder(nn.Module, metaclass=abc.ABCMeta):
     """
 
     embed_dim: int
+    #: Which :class:`~chanformer.spec.DataSpec` fields fill which constructor arguments
+    #: when a task builds the encoder from data (e.g. ``{"n_times": "seq_len"}``).
+    data_args: ClassVar[dict[str, str]] = {}
     #: Vocabulary whose ids the encoder's channel embeddings (if any) are indexed by.
     vocab: ChannelVocab | None = None
     #: Set by :func:`create_encoder`: how to rebuild this encoder.

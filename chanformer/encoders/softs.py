@@ -31,6 +31,8 @@ class SOFTS(Encoder):
             use; :class:`chanformer.forecasting.ChannelForecaster` normalises itself).
     """
 
+    data_args = {"n_times": "seq_len"}
+
     def __init__(
         self,
         seq_len: int,

@@ -1,0 +1,7 @@
+"""Lightning tasks: a system around an injected encoder."""
+
+from chanformer.tasks.base import ChannelTask
+from chanformer.tasks.classification import ClassificationTask
+from chanformer.tasks.forecasting import ForecastingTask
+
+__all__ = ["ChannelTask", "ClassificationTask", "ForecastingTask"]

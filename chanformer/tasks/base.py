@@ -1,0 +1,159 @@
+"""Shared Lightning plumbing: encoder construction, one step for every stage, optimisers,
+reproducible resumption, and the pretrained export at the end of ``fit``."""
+
+from __future__ import annotations
+
+import abc
+import random
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+
+from chanformer.batch import ChannelBatch
+from chanformer.channels import ChannelVocab
+from chanformer.encoders import Encoder, create_encoder
+from chanformer.hub import load_pretrained, save_pretrained
+from chanformer.spec import DataSpec
+
+__all__ = ["ChannelTask", "OptimizerCallable", "SchedulerCallable"]
+
+SchedulerCallable = LRSchedulerCallable
+STAGES = ("train", "val", "test")
+
+
+def _default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-2)
+
+
+class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
+    """Base task: an injected encoder plus a task head, trained through one shared step.
+
+    Args:
+        encoder: registered encoder name (``chanformer encoders`` lists them).
+        encoder_kwargs: overrides of the encoder variant's defaults.
+        data_spec: facts about the data (linked from the datamodule by the CLI); fills the
+            encoder's data-dependent arguments and the head size.
+        pretrained: optional chanformer pretrained folder whose encoder weights initialise ours.
+        optimizer: callable ``params -> Optimizer`` (AdamW, lr 1e-3 by default).
+        lr_scheduler: optional callable ``optimizer -> LRScheduler`` (stepped per epoch).
+        export_dir: where ``fit`` writes the trained encoder with ``save_pretrained``
+            (default: ``<log_dir>/pretrained``).
+    """
+
+    def __init__(
+        self,
+        encoder: str = "softs_small",
+        encoder_kwargs: dict[str, Any] | None = None,
+        data_spec: DataSpec | None = None,
+        pretrained: str | None = None,
+        optimizer: OptimizerCallable = _default_optimizer,
+        lr_scheduler: SchedulerCallable | None = None,
+        export_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "data_spec"])
+        self.data_spec = data_spec or DataSpec()
+        self.encoder: Encoder = create_encoder(encoder, data_spec=data_spec, **(encoder_kwargs or {}))
+        if pretrained is not None:
+            self._load_pretrained_encoder(pretrained)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.export_dir = export_dir
+        self.configure_head()
+        self.metrics = nn.ModuleDict({stage: self.configure_metrics().clone(prefix=f"{stage}/") for stage in STAGES})
+
+    # -- hooks for subclasses -----------------------------------------------------------------
+    def configure_head(self) -> None:
+        """Create the task head(s) from ``self.encoder.embed_dim`` and ``self.data_spec``."""
+
+    @abc.abstractmethod
+    def configure_metrics(self) -> MetricCollection:
+        """The metrics of one stage; cloned with a ``train/``, ``val/``, ``test/`` prefix."""
+
+    @abc.abstractmethod
+    def compute(self, batch: ChannelBatch) -> tuple[Tensor, Tensor, Tensor]:
+        """Return ``(loss, predictions for metrics, targets for metrics)``."""
+
+    def update_metrics(self, metrics: MetricCollection, preds: Tensor, target: Tensor, batch: ChannelBatch) -> None:
+        metrics.update(preds, target)
+
+    # -- the one shared step ------------------------------------------------------------------
+    @property
+    def vocab(self) -> ChannelVocab:
+        return self.data_spec.vocab
+
+    def shared_step(self, batch: ChannelBatch, stage: str) -> Tensor:
+        if batch.target is None:
+            raise ValueError(f"{type(self).__name__}: the {stage} batch has no target")
+        loss, preds, target = self.compute(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{stage} loss is {loss.item()} at step {self.global_step}")
+        metrics = self.metrics[stage]
+        self.update_metrics(metrics, preds, target, batch)  # type: ignore[arg-type]
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=batch.batch_size)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=batch.batch_size)
+        return loss
+
+    def training_step(self, batch: ChannelBatch, batch_idx: int) -> Tensor:
+        return self.shared_step(batch, "train")
+
+    def validation_step(self, batch: ChannelBatch, batch_idx: int) -> Tensor:
+        return self.shared_step(batch, "val")
+
+    def test_step(self, batch: ChannelBatch, batch_idx: int) -> Tensor:
+        return self.shared_step(batch, "test")
+
+    def configure_optimizers(self) -> Any:
+        opt = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "epoch"}}
+
+    # -- pretrained export / import -------------------------------------------------------------
+    def _load_pretrained_encoder(self, path: str) -> None:
+        src = load_pretrained(path)
+        if not isinstance(src, Encoder):
+            raise TypeError(f"pretrained={path!r} holds a {type(src).__name__}, not an encoder")
+        missing, unexpected = self.encoder.load_state_dict(src.state_dict(), strict=False)
+        if missing or unexpected:
+            raise ValueError(f"pretrained={path!r} does not fit encoder {self.hparams['encoder']!r}: "
+                             f"missing {missing}, unexpected {unexpected}")
+
+    def export_path(self) -> Path:
+        if self.export_dir is not None:
+            return Path(self.export_dir)
+        log_dir = self.trainer.log_dir if self._trainer is not None else None
+        return Path(log_dir or ".") / "pretrained"
+
+    def exportable(self) -> nn.Module:
+        """The module written by ``save_pretrained`` at the end of ``fit``."""
+        return self.encoder
+
+    def on_fit_end(self) -> None:
+        if self.trainer.is_global_zero:
+            path = save_pretrained(self.exportable(), self.export_path(), vocab=self.vocab)
+            self.print(f"exported {type(self.exportable()).__name__} to {path}")
+
+    # -- reproducible resumption: RNG states travel in the checkpoint ---------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["chanformer_rng"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
+        checkpoint["chanformer_vocab"] = self.vocab.to_json()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("chanformer_rng")
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])

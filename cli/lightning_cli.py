@@ -1,0 +1,61 @@
+"""The LightningCLI behind ``chanformer fit|validate|test|predict``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from chanformer.checkpoint import AtomicCheckpointIO
+from chanformer.tasks import ChannelTask
+
+
+class ChanformerCLI(LightningCLI):
+    """Links the datamodule's :class:`~chanformer.spec.DataSpec` into the task and, after
+    ``fit``, evaluates the best checkpoint on the test split and prints the metrics."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.spec", "model.init_args.data_spec", apply_on="instantiate")
+        parser.add_argument("--test_after_fit", type=bool, default=True,
+                            help="after fit, evaluate the best checkpoint on the test split")
+
+    def after_fit(self) -> None:
+        cfg = self.config.get(self.subcommand, {})
+        if not cfg.get("test_after_fit", True) or not _has_test(self.datamodule):
+            return
+        ckpt = "best" if self.trainer.checkpoint_callback and self.trainer.checkpoint_callback.best_model_path else None
+        results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt, verbose=False)
+        if self.trainer.is_global_zero and results:
+            _print_results(results[0], ckpt)
+
+
+def _has_test(dm: Any) -> bool:
+    try:
+        return dm is not None and type(dm).test_dataloader is not L.LightningDataModule.test_dataloader
+    except AttributeError:
+        return False
+
+
+def _print_results(metrics: dict[str, float], ckpt: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("metric", "value", title=f"test results ({ckpt or 'last'} weights)")
+    for k, v in sorted(metrics.items()):
+        table.add_row(k, f"{v:.4f}")
+    Console().print(table)
+
+
+def run_lightning_cli(args: list[str]) -> ChanformerCLI:
+    return ChanformerCLI(
+        ChannelTask,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=args,
+        trainer_defaults={"callbacks": [RichProgressBar(leave=True)], "plugins": [AtomicCheckpointIO()]},
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+    )

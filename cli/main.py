@@ -1,0 +1,127 @@
+"""``chanformer fit|validate|test|predict`` (LightningCLI) plus ``recipes``, ``encoders``, ``reference``.
+
+``main(args)`` is importable and testable from Python. Recipes are YAML files shipped in
+``chanformer/recipes``; ``--config NAME`` accepts a recipe name as well as a path, and
+``chanformer fit`` without arguments runs :data:`DEFAULT_RECIPE`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+DEFAULT_RECIPE = "basicmotions-softs"
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+class UsageError(Exception):
+    """A user mistake reported in one line, without a traceback."""
+
+
+def recipe_dir() -> Path:
+    return Path(str(resources.files("chanformer.recipes")))
+
+
+def list_recipes() -> dict[str, str]:
+    """Recipe name -> first comment line (its description)."""
+    out = {}
+    for path in sorted(recipe_dir().glob("*.yaml")):
+        first = path.read_text().splitlines()[0] if path.stat().st_size else ""
+        out[path.stem] = first.lstrip("# ").strip()
+    return out
+
+
+def resolve_config(value: str) -> str:
+    """A config path, or the path of the shipped recipe called ``value``."""
+    if Path(value).is_file():
+        return value
+    candidate = recipe_dir() / f"{Path(value).stem}.yaml"
+    if candidate.is_file() and (value == candidate.stem or value == candidate.name or value.startswith("recipes/")):
+        return str(candidate)
+    raise UsageError(f"--config {value!r}: no such file, and no recipe of that name (`chanformer recipes` lists them)")
+
+
+def _resolve_config_args(args: list[str]) -> list[str]:
+    out = list(args)
+    for i, a in enumerate(out):
+        if a in ("--config", "-c") and i + 1 < len(out):
+            out[i + 1] = resolve_config(out[i + 1])
+        elif a.startswith("--config="):
+            out[i] = "--config=" + resolve_config(a.split("=", 1)[1])
+    return out
+
+
+def _lightning(args: list[str]) -> int:
+    from chanformer.cli.lightning_cli import run_lightning_cli
+
+    if args[1:] == [] or all(a.startswith("--trainer.") or a.startswith("--ckpt_path") for a in args[1:]):
+        if not any(a in ("--config", "-c") or a.startswith("--config=") for a in args):
+            args = [args[0], "--config", DEFAULT_RECIPE, *args[1:]]
+    run_lightning_cli(_resolve_config_args(args))
+    return 0
+
+
+def _recipes(_: list[str]) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("recipe", "what it does", title="chanformer recipes (chanformer fit --config NAME)")
+    for name, desc in list_recipes().items():
+        table.add_row(name + (" (default)" if name == DEFAULT_RECIPE else ""), desc)
+    Console().print(table)
+    return 0
+
+
+def _encoders(args: list[str]) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from chanformer.encoders import encoder_entrypoint, list_encoders
+
+    table = Table("encoder", "description", title="registered encoders (create_encoder(name, ...))")
+    for name in list_encoders(args[0] if args else "*"):
+        doc = (encoder_entrypoint(name).__doc__ or "").strip().splitlines()
+        table.add_row(name, doc[0] if doc else "")
+    Console().print(table)
+    return 0
+
+
+def _reference(args: list[str]) -> int:
+    from chanformer.cli.reference import reference_main
+
+    return reference_main(args)
+
+
+COMMANDS: dict[str, Any] = {"recipes": _recipes, "encoders": _encoders, "reference": _reference}
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Entry point of the ``chanformer`` command; returns the exit status."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: chanformer {fit,validate,test,predict,recipes,encoders,reference} ...")
+        print(f"  chanformer fit                 train the default recipe ({DEFAULT_RECIPE})")
+        print("  chanformer fit --config NAME   train a shipped recipe or a YAML file")
+        print("  chanformer recipes | encoders  list recipes / registered encoders")
+        print("  chanformer reference check PATH...   compare with original implementations' outputs")
+        return 0
+    try:
+        if argv[0] in LIGHTNING_COMMANDS:
+            return _lightning(argv)
+        if argv[0] in COMMANDS:
+            return int(COMMANDS[argv[0]](argv[1:]))
+        raise UsageError(f"unknown command {argv[0]!r}; expected one of {[*LIGHTNING_COMMANDS, *COMMANDS]}")
+    except (UsageError, ValueError, TypeError, FileNotFoundError, KeyError) as e:
+        if os.environ.get("CHANFORMER_TRACEBACK"):
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"chanformer: error: {msg}", file=sys.stderr)
+        return 2
+
+
+def console_main() -> None:
+    sys.exit(main())
