@@ -29,6 +29,9 @@ class SOFTS(Encoder):
         activation: feed-forward activation, ``"gelu"`` or ``"relu"``.
         instance_norm: normalise each channel over time before embedding (classification
             use; :class:`chanformer.forecasting.ChannelForecaster` normalises itself).
+        num_channels: size of an optional learnable channel-identity embedding, indexed by
+            ``batch.channel_ids`` and added to each channel token (a chanformer extension:
+            the original SOFTS knows channels only through their values). ``None`` = off.
     """
 
     data_args = {"n_times": "seq_len"}
@@ -43,6 +46,7 @@ class SOFTS(Encoder):
         dropout: float = 0.0,
         activation: str = "gelu",
         instance_norm: bool = False,
+        num_channels: int | None = None,
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -58,11 +62,14 @@ class SOFTS(Encoder):
         self.norm = InstanceNorm() if instance_norm else None
         self.embed = nn.Linear(seq_len, d_model, **kw)
         self.embed_dropout = nn.Dropout(dropout)
+        self.channel_embed = nn.Embedding(num_channels, d_model, **kw) if num_channels else None
         self.layers = nn.ModuleList(
             STARLayer(d_model, d_core, d_ff, dropout, activation, **kw) for _ in range(e_layers)
         )
 
-    def tokens(self, values: Tensor, mask: Tensor, covariates: Tensor | None = None) -> Tensor:
+    def tokens(
+        self, values: Tensor, mask: Tensor, covariates: Tensor | None = None, channel_ids: Tensor | None = None
+    ) -> Tensor:
         """Encode ``values [B, C, T]`` (+ ``covariates [B, K, T]``) -> tokens ``[B, C + K, D]``.
 
         Covariate tokens (e.g. calendar features) are always present and come after the
@@ -78,7 +85,13 @@ class SOFTS(Encoder):
             series = torch.cat([values, covariates.to(values.dtype)], dim=1)
             extra = mask.new_ones(mask.shape[0], covariates.shape[1])
             token_mask = torch.cat([mask, extra], dim=1)
-        x = self.embed_dropout(self.embed(series))
+        x = self.embed(series)
+        if self.channel_embed is not None:
+            if channel_ids is None:
+                raise ValueError("SOFTS(num_channels=...) needs channel_ids to look up channel embeddings")
+            ident = self.channel_embed(channel_ids)
+            x = torch.cat([x[:, : values.shape[1]] + ident, x[:, values.shape[1] :]], dim=1)
+        x = self.embed_dropout(x)
         for layer in self.layers:
             x = layer(x, token_mask)
         return x
@@ -91,7 +104,7 @@ class SOFTS(Encoder):
         if self.norm is not None:
             values, _ = self.norm(values)
             values = values * batch.mask[..., None]
-        return self.tokens(values, batch.mask, batch.covariates)
+        return self.tokens(values, batch.mask, batch.covariates, batch.channel_ids)
 
     def pool(self, features: Tensor, batch: ChannelBatch) -> Tensor:
         """Mean of the present channel tokens -> ``[B, D]``."""

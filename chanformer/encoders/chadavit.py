@@ -1,0 +1,273 @@
+"""ChAda-ViT: a channel-adaptive ViT for images with varying channel sets.
+
+Bourriez et al., "ChAda-ViT: Channel Adaptive Attention for Joint Representation Learning of
+Heterogeneous Microscopy Images", CVPR 2024: every channel of an image is split into patches
+by one shared single-channel projection; the tokens of all channels (plus a CLS token)
+attend to each other, so images with different channel counts share one model.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from chanformer.batch import ChannelBatch
+from chanformer.encoders._registry import register_encoder
+from chanformer.encoders.base import Encoder
+from chanformer.nn.patch_embed import ChannelPatchEmbed
+from chanformer.nn.pos_embed import resample_pos_embed_2d
+from chanformer.nn.transformer import MaskedTransformerBlock, run_blocks
+
+__all__ = ["ChAdaViT", "chadavit_small", "chadavit_test"]
+
+CHANNEL_EMBEDDINGS = ("slot", "vocab", "none")
+
+
+class ChAdaViT(Encoder):
+    """Channel-adaptive ViT over a :class:`ChannelBatch` of images ``[B, C, H, W]``.
+
+    Tokens are ``[CLS] + C * h * w`` patch tokens, channel-major; patch token = shared 1-channel
+    patch projection + positional embedding of the patch (shared by all channels) + a channel
+    embedding chosen by ``channel_embedding``:
+
+    * ``"slot"`` (the original): row ``k`` of a ``[max_number_channels, D]`` table for the
+      ``k``-th PRESENT channel of the sample (its position, counted over ``mask=True`` entries).
+      It carries no channel identity: the same stain gets a different embedding when it comes
+      at another position, and the model relies on the channel order of the data.
+    * ``"vocab"``: row ``batch.channel_ids[b, c]`` of a ``[num_channels, D]`` table (semantic
+      embedding: a channel means the same wherever it appears; needs ``num_channels`` = vocabulary
+      size, and is not compatible with the original's checkpoints' channel tokens).
+    * ``"none"``: no channel embedding (what the original computes when ``max_number_channels``
+      differs from its hard-coded padding width of 10).
+
+    Differences from the original (nicoboou/chada_vit ``ChAdaViT``):
+
+    * padding comes from ``batch.mask``; the original pads every image to 10 channel slots and
+      builds the key-padding mask from tokens that are all zero before positions are added.
+      Both agree except for a REAL channel whose patch tokens are exactly zero (zero image and
+      zero conv bias), which the original would silently drop and we keep;
+    * the sequence has ``C`` channel slots (the batch's padded channel count), not always 10; the
+      extra padded slots of the original are masked and do not change any real token;
+    * blocks use :func:`~torch.nn.functional.scaled_dot_product_attention` with a boolean key
+      mask instead of ``nn.MultiheadAttention`` (same weights: ``in_proj`` = ``qkv``).
+
+    Blocks: with ``norm_first=False`` (original default) ``x = norm1(x + attn(norm1(x)))``,
+    ``x = norm2(x + ffn(x))`` (``norm1`` applied twice); ``norm_first=True`` gives pre-norm.
+
+    Args:
+        img_size: native image side; ``pos_embed`` holds ``(img_size // p) ** 2`` patch rows.
+        patch_size: patch side ``p``.
+        embed_dim: token width ``D``.
+        depth: number of blocks.
+        num_heads: attention heads.
+        max_number_channels: slots of the ``"slot"`` channel table (most channels per image).
+        channel_embedding: ``"slot"``, ``"vocab"`` or ``"none"`` (above).
+        num_channels: vocabulary size, required for ``"vocab"``.
+        in_chans: planes per channel (1 = grey; ``k > 1`` takes values ``[B, C, k, H, W]``).
+        dim_feedforward: FFN hidden width (2048 in the original, whatever ``D``).
+        activation: FFN activation, ``"relu"`` (original) or ``"gelu"``.
+        norm_first: pre-norm blocks instead of the original's double-``norm1`` post-norm.
+        block_norm_eps: epsilon of the block LayerNorms (1e-5 in the original).
+        norm_eps: epsilon of the final LayerNorm (1e-6 in the original factory).
+        drop_rate: dropout after the embeddings.
+        dropout: block dropout (attention probabilities, attention output, FFN); block ``i`` uses
+            ``dropout * i / (depth - 1)`` (the original passes its linearly spaced
+            ``drop_path_rate`` values as this dropout).
+        drop_path_rate: stochastic depth (not in the original), linearly increasing over blocks.
+        grad_checkpointing: recompute block activations in backward to save memory.
+
+    """
+
+    data_args = {"image_size": "img_size", "vocab_size": "num_channels"}
+
+    def __init__(
+        self,
+        img_size: int = 224,
+        patch_size: int = 16,
+        embed_dim: int = 192,
+        depth: int = 12,
+        num_heads: int = 2,
+        max_number_channels: int = 10,
+        channel_embedding: str = "slot",
+        num_channels: int | None = None,
+        in_chans: int = 1,
+        dim_feedforward: int = 2048,
+        activation: str = "relu",
+        norm_first: bool = False,
+        block_norm_eps: float = 1e-5,
+        norm_eps: float = 1e-6,
+        drop_rate: float = 0.0,
+        dropout: float = 0.0,
+        drop_path_rate: float = 0.0,
+        grad_checkpointing: bool = False,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        for arg, val in (("img_size", img_size), ("patch_size", patch_size), ("embed_dim", embed_dim),
+                         ("num_heads", num_heads), ("max_number_channels", max_number_channels),
+                         ("in_chans", in_chans), ("dim_feedforward", dim_feedforward)):  # fmt: skip
+            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
+                raise ValueError(f"ChAdaViT({arg}={val!r}): must be a positive integer")
+        if img_size < patch_size:
+            raise ValueError(f"ChAdaViT(img_size={img_size}): smaller than patch_size={patch_size}")
+        if depth < 0:
+            raise ValueError(f"ChAdaViT(depth={depth}): must be >= 0")
+        if channel_embedding not in CHANNEL_EMBEDDINGS:
+            raise ValueError(
+                f"ChAdaViT(channel_embedding={channel_embedding!r}): expected one of {CHANNEL_EMBEDDINGS}"
+            )
+        if channel_embedding == "vocab" and (not isinstance(num_channels, int) or num_channels < 1):
+            raise ValueError(
+                f"ChAdaViT(num_channels={num_channels!r}): channel_embedding='vocab' needs the vocab size"
+            )
+        kw = {"device": device, "dtype": dtype}
+        self.embed_dim = embed_dim
+        self.img_size = img_size
+        self.native_grid = (img_size // patch_size, img_size // patch_size)
+        self.max_number_channels = max_number_channels
+        self.channel_embedding = channel_embedding
+        self.num_channels = num_channels
+        self.grad_checkpointing = bool(grad_checkpointing)
+        self.patch_embed = ChannelPatchEmbed(patch_size, embed_dim, in_chans=in_chans, **kw)
+        rows = {"slot": max_number_channels, "vocab": num_channels, "none": 0}[channel_embedding]
+        self.channel_embed = nn.Embedding(rows, embed_dim, **kw) if rows else None
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim, **kw))
+        n = self.native_grid[0] * self.native_grid[1]
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + n, embed_dim, **kw))
+        self.pos_drop = nn.Dropout(drop_rate)
+        steps = torch.linspace(0, 1, depth).tolist() if depth else []
+        self.blocks = nn.ModuleList(
+            MaskedTransformerBlock(
+                embed_dim,
+                num_heads,
+                dim_feedforward,
+                qkv_bias=True,
+                activation=activation,
+                norm_style="pre" if norm_first else "prepost",
+                norm_eps=block_norm_eps,
+                drop=dropout * s,
+                attn_drop=dropout * s,
+                drop_path=drop_path_rate * s,
+                **kw,
+            )
+            for s in steps
+        )
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps, **kw)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Truncated-normal(0.02) init of embeddings and linear weights; zero biases; unit norms."""
+        params = [self.pos_embed, self.cls_token]
+        if self.channel_embed is not None:
+            params.append(self.channel_embed.weight)
+        for p in params:
+            nn.init.trunc_normal_(p, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _channel_rows(self, batch: ChannelBatch) -> Tensor:
+        """Row of the channel table for each ``[B, C]`` entry."""
+        mask, c = batch.mask, batch.n_channels
+        if self.channel_embedding == "vocab":
+            present = batch.channel_ids[mask]
+            if present.numel() and (int(present.min()) < 0 or int(present.max()) >= int(self.num_channels)):  # type: ignore[arg-type]
+                raise ValueError(
+                    f"batch.channel_ids has ids outside [0, num_channels={self.num_channels}) "
+                    "(channel_embedding='vocab')"
+                )
+            return batch.channel_ids.clamp(0, int(self.num_channels) - 1)  # type: ignore[arg-type]
+        counts = mask.sum(1)
+        if int(counts.max()) > self.max_number_channels:
+            raise ValueError(
+                f"a sample has {int(counts.max())} channels but "
+                f"max_number_channels={self.max_number_channels} (channel_embedding='slot')"
+            )
+        slot = mask.long().cumsum(1) - 1
+        spare = torch.arange(c, device=mask.device).clamp(max=self.max_number_channels - 1).expand_as(slot)
+        return torch.where(mask, slot, spare)
+
+    def patch_pos_embed(self, grid: tuple[int, int], height: int, width: int) -> Tensor:
+        """Positional embeddings of the patch grid -> ``[h*w, D]``.
+
+        As stored at the native grid of a square image, else resampled bicubically with the DINO
+        scale factor ``(h+0.1)/sqrt(N)``.
+        """
+        pos = self.pos_embed[0, 1:]
+        if grid == self.native_grid and height == width:
+            return pos
+        return resample_pos_embed_2d(pos, grid, "scale_factor")
+
+    def prepare_tokens(self, batch: ChannelBatch) -> tuple[Tensor, Tensor]:
+        """Block-0 input: ``(tokens [B, 1 + C*h*w, D], key_mask [B, 1 + C*h*w])``.
+
+        ``key_mask`` is True for CLS and for tokens of present channels; padded channels' tokens
+        are ``0 + pos + channel embedding`` (as the original's padded slots).
+        """
+        values, mask = batch.values, batch.mask
+        want = 4 if self.patch_embed.in_chans == 1 else 5
+        if values.ndim != want:
+            raise ValueError(
+                f"ChAdaViT takes images [B, C{', k' if want == 5 else ''}, H, W], got values of shape "
+                f"{tuple(values.shape)}"
+            )
+        b, c = mask.shape
+        tokens, grid = self.patch_embed(values, mask)  # [B, C, n, D], zeros for padded channels
+        n = grid[0] * grid[1]
+        tokens = tokens + self.patch_pos_embed(grid, values.shape[-2], values.shape[-1])
+        if self.channel_embed is not None:
+            tokens = tokens + self.channel_embed(self._channel_rows(batch))[:, :, None]
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(b, -1, -1)
+        x = torch.cat([cls, tokens.reshape(b, c * n, self.embed_dim)], dim=1)
+        key_mask = torch.cat([mask.new_ones(b, 1), mask.repeat_interleave(n, dim=1)], dim=1)
+        return self.pos_drop(x), key_mask
+
+    def forward_features(self, batch: ChannelBatch) -> Tensor:
+        """``batch.values [B, C, H, W]`` -> final-normed tokens ``[B, 1 + C*h*w, D]``.
+
+        Token 0 is CLS, then channel-major patch tokens (``h, w = H // p, W // p``); the length
+        grows linearly with the padded channel count ``C``. Rows of padded channels are computed
+        but meaningless; :meth:`channel_tokens` returns the real ones.
+        """
+        x, key_mask = self.prepare_tokens(batch)
+        x = run_blocks(self.blocks, x, None if bool(key_mask.all()) else key_mask, self.grad_checkpointing)
+        return self.norm(x)
+
+    @staticmethod
+    def channel_tokens(features: Tensor, batch: ChannelBatch) -> Tensor:
+        """Patch tokens of present channels, flattened: ``[sum_b C_b * h*w, D]``.
+
+        The original's ``return_all_tokens=True`` output; sample-major, then channel, then patch).
+        """
+        b, c = batch.mask.shape
+        patches = features[:, 1:].reshape(b, c, -1, features.shape[-1])
+        return patches[batch.mask].reshape(-1, features.shape[-1])
+
+    def pool(self, features: Tensor, batch: ChannelBatch) -> Tensor:
+        """CLS token -> ``[B, D]``."""
+        return features[:, 0]
+
+
+@register_encoder
+def chadavit_small(**kw) -> ChAdaViT:  # type: ignore[no-untyped-def]
+    """Build the original ``chada_vit()`` architecture.
+
+    12 blocks, 2 heads, class defaults embed 192, patch 16, FFN 2048, 10 channel slots, 224 px.
+    """
+    cfg = {"img_size": 224, "patch_size": 16, "embed_dim": 192, "depth": 12, "num_heads": 2} | kw
+    return ChAdaViT(**cfg)
+
+
+@register_encoder
+def chadavit_test(**kw) -> ChAdaViT:  # type: ignore[no-untyped-def]
+    """Tiny ChAda-ViT for tests and docs (16 px, patch 8, 32 wide, 2 blocks, FFN 64)."""
+    cfg = {"img_size": 16, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
+    cfg["dim_feedforward"] = 64
+    cfg |= kw
+    return ChAdaViT(**cfg)

@@ -1,0 +1,194 @@
+"""Transformer blocks over variable token sets, masked with boolean key-padding masks.
+
+Attention runs through :func:`torch.nn.functional.scaled_dot_product_attention` with a boolean
+mask ``[B, 1, 1, L]`` (True = the key takes part), never a materialised float ``[B, H, L, L]``
+mask; padded tokens are never attended to, so they cannot change the real tokens' outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+__all__ = ["DropPath", "MaskedSelfAttention", "MaskedTransformerBlock", "Mlp", "run_blocks"]
+
+NORM_STYLES = ("pre", "post", "prepost")
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch per sample with probability ``p`` (training only)."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"DropPath(p={p}): must be in [0, 1)")
+        self.p = float(p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        noise = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * noise / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class MaskedSelfAttention(nn.Module):
+    """Multi-head self-attention with a packed ``qkv`` projection: ``[B, L, D] -> [B, L, D]``.
+
+    ``qkv.weight`` is ``[3D, D]`` with rows ``[q; k; v]`` and heads contiguous inside each, the
+    layout of both the DINO/timm ``Attention.qkv`` and ``nn.MultiheadAttention.in_proj_weight``.
+
+    Args:
+        dim: token width ``D``.
+        num_heads: heads ``H`` (``D`` divisible by ``H``).
+        qkv_bias: bias on the ``qkv`` projection.
+        qk_scale: attention scale; ``None`` = ``head_dim ** -0.5``.
+        attn_drop: dropout on attention probabilities (training only).
+        proj_drop: dropout after the output projection.
+
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if num_heads < 1 or dim % num_heads:
+            raise ValueError(f"MaskedSelfAttention(num_heads={num_heads}): must divide dim={dim}")
+        kw = {"device": device, "dtype": dtype}
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = float(qk_scale) if qk_scale is not None else self.head_dim**-0.5
+        self.attn_drop = float(attn_drop)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, **kw)
+        self.proj = nn.Linear(dim, dim, **kw)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        """``x [B, L, D]``, ``key_mask [B, L]`` (True = real token, or None) -> ``[B, L, D]``."""
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        attn_mask = None if key_mask is None else key_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale
+        )
+        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, d)))
+
+
+class Mlp(nn.Module):
+    """``fc2(drop(act(fc1(x))))`` then dropout; ``[..., D] -> [..., D]``."""
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: int,
+        activation: str = "gelu",
+        drop: float = 0.0,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if activation not in ("gelu", "relu"):
+            raise ValueError(f"Mlp(activation={activation!r}): expected 'gelu' or 'relu'")
+        kw = {"device": device, "dtype": dtype}
+        self.fc1 = nn.Linear(dim, hidden, **kw)
+        self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
+        self.fc2 = nn.Linear(hidden, dim, **kw)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class MaskedTransformerBlock(nn.Module):
+    """Attention + MLP block with a boolean key-padding mask; ``[B, L, D] -> [B, L, D]``.
+
+    Norm styles:
+
+    * ``"pre"`` (ViT/DINO): ``x = x + attn(norm1(x)); x = x + mlp(norm2(x))``.
+    * ``"post"`` (classic Transformer): ``x = norm1(x + attn(x)); x = norm2(x + mlp(x))``.
+    * ``"prepost"`` (ChAda-ViT's layer): ``x = norm1(x + attn(norm1(x))); x = norm2(x + mlp(x))``:
+      the same ``norm1`` before attention and after the residual.
+
+    Args:
+        dim: token width ``D``.
+        num_heads: attention heads.
+        mlp_hidden: hidden width of the MLP.
+        qkv_bias: bias on the ``qkv`` projection.
+        qk_scale: attention scale (``None`` = ``head_dim ** -0.5``).
+        activation: ``"gelu"`` (exact erf) or ``"relu"``.
+        norm_style: ``"pre"``, ``"post"`` or ``"prepost"`` (above).
+        norm_eps: LayerNorm epsilon.
+        drop: dropout after attention/MLP outputs and inside the MLP.
+        attn_drop: dropout on attention probabilities.
+        drop_path: stochastic-depth probability of both residual branches.
+
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_hidden: int,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        activation: str = "gelu",
+        norm_style: str = "pre",
+        norm_eps: float = 1e-6,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if norm_style not in NORM_STYLES:
+            raise ValueError(f"MaskedTransformerBlock(norm_style={norm_style!r}): expected {NORM_STYLES}")
+        if mlp_hidden < 1:
+            raise ValueError(f"MaskedTransformerBlock(mlp_hidden={mlp_hidden}): must be positive")
+        kw = {"device": device, "dtype": dtype}
+        self.norm_style = norm_style
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps, **kw)
+        self.attn = MaskedSelfAttention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, **kw)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps, **kw)
+        self.mlp = Mlp(dim, mlp_hidden, activation, drop, **kw)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        """``x [B, L, D]``, ``key_mask [B, L]`` (True = real token) -> ``[B, L, D]``."""
+        if self.norm_style == "pre":
+            x = x + self.drop_path(self.attn(self.norm1(x), key_mask))
+            return x + self.drop_path(self.mlp(self.norm2(x)))
+        attn_in = self.norm1(x) if self.norm_style == "prepost" else x
+        x = self.norm1(x + self.drop_path(self.attn(attn_in, key_mask)))
+        return self.norm2(x + self.drop_path(self.mlp(x)))
+
+
+def run_blocks(
+    blocks: Iterable[nn.Module], x: Tensor, key_mask: Tensor | None, grad_checkpointing: bool = False
+) -> Tensor:
+    """Apply ``blocks`` to ``x [B, L, D]`` in order.
+
+    With ``grad_checkpointing`` (and grad enabled) each block's
+    activations are recomputed in the backward pass instead of stored.
+
+    ``key_mask`` may be ``None`` when every token is real (lets SDPA pick its fastest kernel).
+    """
+    use_ckpt = grad_checkpointing and torch.is_grad_enabled()
+    for blk in blocks:
+        x = checkpoint(blk, x, key_mask, use_reentrant=False) if use_ckpt else blk(x, key_mask)
+    return x

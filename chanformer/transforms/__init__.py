@@ -1,0 +1,1 @@
+"""Input transforms: audio front-ends, channel sampling, time-series augmentation."""
