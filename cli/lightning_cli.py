@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import lightning as L
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -20,6 +22,16 @@ class ChanformerCLI(LightningCLI):
         parser.link_arguments("data.spec", "model.init_args.data_spec", apply_on="instantiate")
         parser.add_argument("--test_after_fit", type=bool, default=True,
                             help="after fit, evaluate the best checkpoint on the test split")
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        """Add a rich progress bar and atomic checkpoint writes unless the config chose others."""
+        trainer = super().instantiate_trainer(**kwargs)
+        if trainer.progress_bar_callback is not None and not isinstance(trainer.progress_bar_callback, RichProgressBar):
+            trainer.callbacks = [c for c in trainer.callbacks if c is not trainer.progress_bar_callback]
+            trainer.callbacks.append(RichProgressBar(leave=True))
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
 
     def after_fit(self) -> None:
         cfg = self.config.get(self.subcommand, {})
@@ -49,13 +61,14 @@ def _print_results(metrics: dict[str, float], ckpt: str | None) -> None:
 
 
 def run_lightning_cli(args: list[str]) -> ChanformerCLI:
+    # main() resolves recipe names, so it passes args even when sys.argv holds the same words.
+    warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
     return ChanformerCLI(
         ChannelTask,
         L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         args=args,
-        trainer_defaults={"callbacks": [RichProgressBar(leave=True)], "plugins": [AtomicCheckpointIO()]},
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
     )

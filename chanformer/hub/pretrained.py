@@ -50,7 +50,16 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
     return {"kind": "encoder", "name": name, "kwargs": getattr(model, "encoder_kwargs", {})}
 
 
+# Modules whose import registers model kinds; imported before a spec is resolved so that a
+# fresh process can load any saved model without the caller importing its family first.
+_KIND_MODULES = ("chanformer.encoders", "chanformer.forecasting", "chanformer.mil", "chanformer.nn.gaam")
+
+
 def build_from_spec(spec: dict[str, Any]) -> nn.Module:
+    import importlib
+
+    for mod in _KIND_MODULES:
+        importlib.import_module(mod)
     kind = spec.get("kind")
     if kind not in _KINDS:
         raise ValueError(f"unknown pretrained model kind {kind!r}; known kinds: {sorted(_KINDS)}")

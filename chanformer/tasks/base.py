@@ -25,7 +25,6 @@ from chanformer.spec import DataSpec
 __all__ = ["ChannelTask", "OptimizerCallable", "SchedulerCallable"]
 
 SchedulerCallable = LRSchedulerCallable
-STAGES = ("train", "val", "test")
 
 
 def _default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
@@ -67,7 +66,11 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
         self.scheduler_factory = lr_scheduler
         self.export_dir = export_dir
         self.configure_head()
-        self.metrics = nn.ModuleDict({stage: self.configure_metrics().clone(prefix=f"{stage}/") for stage in STAGES})
+        metrics = self.configure_metrics()
+        # One collection per stage (attributes, since ModuleDict cannot hold a key named "train").
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
 
     # -- hooks for subclasses -----------------------------------------------------------------
     def configure_head(self) -> None:
@@ -95,7 +98,7 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
         loss, preds, target = self.compute(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{stage} loss is {loss.item()} at step {self.global_step}")
-        metrics = self.metrics[stage]
+        metrics: MetricCollection = getattr(self, f"{stage}_metrics")
         self.update_metrics(metrics, preds, target, batch)  # type: ignore[arg-type]
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=batch.batch_size)
@@ -144,9 +147,11 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
 
     # -- reproducible resumption: RNG states travel in the checkpoint ---------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Plain tensors, ints and tuples only, so the checkpoint loads with weights_only=True.
+        name, keys, pos, has_gauss, gauss = np.random.get_state()
         checkpoint["chanformer_rng"] = {
             "torch": torch.get_rng_state(),
-            "numpy": np.random.get_state(),
+            "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
             "python": random.getstate(),
         }
         checkpoint["chanformer_vocab"] = self.vocab.to_json()
@@ -155,5 +160,6 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
         rng = checkpoint.get("chanformer_rng")
         if rng is not None:
             torch.set_rng_state(rng["torch"])
-            np.random.set_state(rng["numpy"])
+            name, keys, pos, has_gauss, gauss = rng["numpy"]
+            np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
             random.setstate(rng["python"])

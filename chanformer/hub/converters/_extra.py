@@ -1,3 +1,3 @@
 """Imports the converter modules beyond SOFTS; each model family adds its import here."""
-from chanformer.hub.converters import channelvit  # noqa: F401,I001
-from chanformer.hub.converters import chadavit  # noqa: F401,I001
+# ruff: noqa: F401, I001
+from chanformer.hub.converters import acmil, chadavit, channelvit, dbconformer, gaam, mvpformer

@@ -1,0 +1,13 @@
+"""Multiple instance learning heads over bags of instance features (slides, recordings)."""
+
+from chanformer.mil.acmil import (
+    ABMIL,
+    ACMIL,
+    ABMILOutput,
+    ACMILOutput,
+    GatedAttention,
+    acmil_loss,
+    stkim_mask,
+)
+
+__all__ = ["ABMIL", "ACMIL", "ABMILOutput", "ACMILOutput", "GatedAttention", "acmil_loss", "stkim_mask"]

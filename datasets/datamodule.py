@@ -1,0 +1,368 @@
+"""Lightning datamodules over datasets of :class:`~chanformer.batch.ChannelSample`.
+
+:class:`ChannelDataModule` wraps ready-made datasets; :class:`UEADataModule` and
+:class:`ForecastingDataModule` build them from a name or a path with typed, recipe-friendly
+arguments. Facts models need (``vocab``, ``n_channels``, ``num_classes``, ``seq_len``,
+``horizon``, ``spec``) are available right after ``__init__`` for ``link_arguments``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from chanformer.batch import ChannelBatch, ChannelSample
+from chanformer.channels import ChannelVocab
+from chanformer.datasets.timeseries import (
+    ChannelStats,
+    ForecastingDataset,
+    UEADataset,
+    _channel_ids,
+    _series_keys,
+    time_features,
+)
+from chanformer.datasets.ts_format import TsData, read_ts, read_ts_header
+from chanformer.datasets.ts_sources import load_macrodata, load_uschange, read_series_table, uea_path
+from chanformer.spec import DataSpec
+from chanformer.transforms.timeseries import RandomShiftScale
+
+__all__ = ["ChannelDataModule", "ForecastingDataModule", "UEADataModule", "stratified_split"]
+
+
+class ChannelDataModule(L.LightningDataModule):
+    """Thin datamodule: train/val/test datasets, batched with :meth:`ChannelBatch.collate`.
+
+    Args:
+        train / val / test: datasets of ``ChannelSample`` (subclasses build them in ``setup``).
+        vocab: the vocabulary their ``channel_ids`` index.
+        batch_size / num_workers: as for ``DataLoader``.
+        seed: seeds the training shuffle (and subclasses' splits).
+        drop_last: drop the last incomplete training batch.
+
+    """
+
+    def __init__(
+        self,
+        train: Dataset[ChannelSample] | None = None,
+        val: Dataset[ChannelSample] | None = None,
+        test: Dataset[ChannelSample] | None = None,
+        *,
+        vocab: ChannelVocab | None = None,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.train_dataset, self.val_dataset, self.test_dataset = train, val, test
+        self._vocab = vocab
+        self.augment: torch.nn.Module | None = None
+        self.batch_size, self.num_workers, self.seed, self.drop_last = (
+            batch_size,
+            num_workers,
+            seed,
+            drop_last,
+        )
+
+    @property
+    def vocab(self) -> ChannelVocab:
+        if self._vocab is None:
+            raise AttributeError("this datamodule was built without vocab=")
+        return self._vocab
+
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec(vocab=self.vocab)
+
+    def _loader(self, ds: Dataset[ChannelSample] | None, stage: str, train: bool = False) -> DataLoader:
+        if ds is None:
+            raise RuntimeError(f"no {stage} dataset: pass {stage}= or call setup() first")
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            sampler=EpochShuffleSampler(len(ds), self.seed) if train else None,  # type: ignore[arg-type]
+            drop_last=train and self.drop_last,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=ChannelBatch.collate,
+        )
+
+    def on_after_batch_transfer(self, batch: ChannelBatch, dataloader_idx: int) -> ChannelBatch:
+        """Augment training batches on the device they were moved to."""
+        trainer = getattr(self, "trainer", None)
+        if self.augment is not None and trainer is not None and trainer.training:
+            batch = self.augment(batch)
+        return batch
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, "train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, "val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset, "test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset, "test")
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A random permutation that depends only on ``(seed, epoch)``.
+
+    Lightning calls :meth:`set_epoch` before every epoch, so a run resumed from a checkpoint
+    sees exactly the order an uninterrupted run would have seen.
+    """
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into ``(train, val)``: ``round(val_fraction * n_c)`` of each class to val.
+
+    Every class keeps at least one case in train; ``seed`` fixes the draw.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    rng = np.random.default_rng(seed)
+    val: list[np.ndarray] = []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n = min(max(round(val_fraction * len(idx)), 1 if val_fraction > 0 else 0), len(idx) - 1)
+        val.append(idx[:n])
+    val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
+    return np.setdiff1d(np.arange(len(labels)), val_idx), val_idx
+
+
+def _load_vocab(path: str | None, keys: list[str]) -> ChannelVocab:
+    return _channel_ids(keys, ChannelVocab.load(path) if path else None)[0]
+
+
+class UEADataModule(ChannelDataModule):
+    """A UEA/UCR archive found offline (see :func:`uea_path`).
+
+    The official TRAIN is split into train/val (stratified by class with ``seed``); the
+    official TEST is the test set.
+
+    Args:
+        name: archive name, e.g. ``"BasicMotions"`` or ``"JapaneseVowels"``.
+        length: series length ``T`` (default: the longest case in TRAIN and TEST).
+        val_fraction: share of each class of TRAIN held out for validation.
+        normalize: ``"dataset"`` (per-channel statistics of the train part) or ``None``.
+        root: extra folder to search for ``<name>_TRAIN.ts``.
+        vocab_path: JSON vocabulary to index channels with (default: ``series/dim_<i>`` keys).
+        channel_names: names of the dimensions (default ``dim_0 ...``).
+        augment_shift / augment_scale / augment_noise: training-time augmentation on device
+            (:class:`~chanformer.transforms.timeseries.RandomShiftScale`); 0 = off.
+
+    """
+
+    def __init__(
+        self,
+        name: str = "BasicMotions",
+        length: int | None = None,
+        batch_size: int = 16,
+        val_fraction: float = 0.2,
+        seed: int = 0,
+        normalize: Literal["dataset"] | None = "dataset",
+        pad: Literal["edge", "zero", "none"] = "edge",
+        fill_missing: Literal["interpolate", "zero", "error"] = "interpolate",
+        num_workers: int = 0,
+        root: str | None = None,
+        vocab_path: str | None = None,
+        channel_names: list[str] | None = None,
+        augment_shift: float = 0.0,
+        augment_scale: float = 0.0,
+        augment_noise: float = 0.0,
+    ) -> None:
+        self.paths = {s: uea_path(name, s, root) for s in ("train", "test")}
+        self.header = read_ts_header(self.paths["train"])
+        n = self.header.n_dims or 0
+        names = channel_names or [f"dim_{i}" for i in range(n)]
+        if len(names) != n:
+            raise ValueError(f"{name} has {n} dimensions but channel_names lists {len(names)}")
+        self.channel_keys = _series_keys(names)
+        vocab = _load_vocab(vocab_path, self.channel_keys)
+        super().__init__(vocab=vocab, batch_size=batch_size, num_workers=num_workers, seed=seed)
+        self.save_hyperparameters()
+        self.name, self._length, self.val_fraction, self.channel_names = (
+            name,
+            length,
+            val_fraction,
+            channel_names,
+        )
+        self.normalize, self.pad, self.fill_missing = normalize, pad, fill_missing
+        self.stats: ChannelStats | None = None
+        if augment_shift or augment_scale or augment_noise:
+            self.augment = RandomShiftScale(augment_shift, augment_scale, augment_noise)
+
+    @cached_property
+    def _data(self) -> dict[str, TsData]:
+        return {s: read_ts(p) for s, p in self.paths.items()}
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.header.class_labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.channel_keys)
+
+    @property
+    def length(self) -> int:
+        """Series length of every sample (reads both files when the header does not say)."""
+        if self._length is not None:
+            return self._length
+        if self.header.equal_length and self.header.series_length:
+            return self.header.series_length
+        return int(max(d.lengths.max() for d in self._data.values()))
+
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec(
+            vocab=self.vocab, n_times=self.length, num_classes=self.num_classes, class_names=self.classes
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_dataset is not None:
+            return
+        train = self._data["train"]
+        kw: dict[str, Any] = dict(vocab=self.vocab, channel_names=self.channel_names, length=self.length)
+        kw |= dict(
+            pad=self.pad, fill_missing=self.fill_missing, classes=self.classes, normalize=self.normalize
+        )
+        tr_idx, va_idx = stratified_split(train.class_indices(), self.val_fraction, self.seed)
+        train_ds = UEADataset(train, indices=tr_idx, **kw)
+        self.train_dataset, self.stats = train_ds, train_ds.stats
+        self.val_dataset = UEADataset(train, indices=va_idx, stats=self.stats, **kw) if len(va_idx) else None
+        self.test_dataset = UEADataset(self._data["test"], stats=self.stats, **kw)
+
+    def val_dataloader(self) -> DataLoader | list:  # type: ignore[override]
+        return [] if self.train_dataset is not None and self.val_dataset is None else super().val_dataloader()
+
+
+_BUILTIN = {"macrodata": load_macrodata, "uschange": load_uschange}
+
+
+class ForecastingDataModule(ChannelDataModule):
+    """Long-horizon forecasting windows from ``"macrodata"``, ``"uschange"`` or a CSV/Parquet path.
+
+    Args:
+        source: built-in name or a path of a table with a ``date`` column + one column per series.
+        seq_len / horizon / stride: input window, forecast length, step between windows.
+        split_scheme: ``"ratio"`` (70/10/20), ``"ett_hour"`` or ``"ett_minute"`` (12/4/4 months).
+        freq: time-feature frequency (default ``"q"`` for the built-ins, else ``"h"``).
+        columns: series to use (default: all but the date).
+        scale: standardise with train-part statistics.
+        vocab_path: JSON vocabulary to index channels with (default: ``series/<column>`` keys).
+
+    """
+
+    def __init__(
+        self,
+        source: str = "macrodata",
+        seq_len: int = 24,
+        horizon: int = 8,
+        stride: int = 1,
+        batch_size: int = 32,
+        split_scheme: Literal["ratio", "ett_hour", "ett_minute"] = "ratio",
+        freq: str | None = None,
+        columns: list[str] | None = None,
+        scale: bool = True,
+        date_col: str = "date",
+        num_workers: int = 0,
+        seed: int = 0,
+        vocab_path: str | None = None,
+    ) -> None:
+        self.source, self.date_col = source, date_col
+        builtin = source.lower() in _BUILTIN
+        self.freq = freq or ("q" if builtin else "h")
+        names = [str(c) for c in (columns or self._columns()) if c != date_col]
+        self.columns, self.channel_keys = names, _series_keys(names)
+        vocab = _load_vocab(vocab_path, self.channel_keys)
+        super().__init__(vocab=vocab, batch_size=batch_size, num_workers=num_workers, seed=seed)
+        self.save_hyperparameters()
+        self.seq_len, self.horizon, self.stride = seq_len, horizon, stride
+        self.split_scheme, self.scale = split_scheme, scale
+        self.n_covariates = time_features(pd.DatetimeIndex([]), self.freq).shape[0]
+
+    def _columns(self) -> list[str]:
+        if self.source.lower() in _BUILTIN:
+            return list(self._frame.columns)
+        path = Path(self.source)
+        if not path.is_file():
+            raise FileNotFoundError(f"forecasting table not found: {path} (or use 'macrodata'/'uschange')")
+        try:
+            if path.suffix.lower() in (".parquet", ".pq"):
+                import pyarrow.parquet as pq
+
+                return list(pq.read_schema(path).names)
+            return list(pd.read_csv(path, nrows=0).columns)
+        except Exception as e:
+            raise ValueError(f"cannot read the header of forecasting table {path}: {e}") from e
+
+    @cached_property
+    def _frame(self) -> pd.DataFrame:
+        loader = _BUILTIN.get(self.source.lower())
+        return loader() if loader else read_series_table(self.source)
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.columns)
+
+    def _dataset(self, split: Literal["train", "val", "test"]) -> ForecastingDataset:
+        return ForecastingDataset(
+            self._frame, split=split, seq_len=self.seq_len, horizon=self.horizon, stride=self.stride,
+            split_scheme=self.split_scheme, freq=self.freq, date_col=self.date_col, columns=self.columns,
+            vocab=self.vocab, scale=self.scale,
+        )  # fmt: skip
+
+    @property
+    def stats(self) -> ChannelStats | None:
+        """Train-part scaler statistics (loads the table when ``setup`` has not run)."""
+        if self.train_dataset is None:
+            self.setup("fit")
+        return self.train_dataset.stats  # type: ignore[union-attr]
+
+    @property
+    def spec(self) -> DataSpec:
+        mean = std = None
+        if self.stats is not None:
+            ids = self.vocab.ids(self.channel_keys)
+            mean, std = [0.0] * len(self.vocab), [1.0] * len(self.vocab)
+            for k, i in enumerate(ids):
+                mean[i], std[i] = float(self.stats.mean[k]), float(self.stats.std[k])
+        return DataSpec(
+            vocab=self.vocab, n_times=self.seq_len, horizon=self.horizon, channel_mean=mean, channel_std=std
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_dataset is None:
+            self.train_dataset, self.val_dataset, self.test_dataset = (
+                self._dataset(s) for s in ("train", "val", "test")
+            )  # type: ignore[assignment]
