@@ -118,9 +118,24 @@ def main(args: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError, TypeError, FileNotFoundError, KeyError) as e:
         if os.environ.get("CHANFORMER_TRACEBACK"):
             raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"chanformer: error: {msg}", file=sys.stderr)
+        print(f"chanformer: error: {_root_message(e)}", file=sys.stderr)
         return 2
+
+
+def _root_message(exc: BaseException) -> str:
+    """First line of the innermost chanformer error behind wrappers (jsonargparse wraps ours)."""
+    chain: list[BaseException] = []
+    node: BaseException | None = exc
+    while node is not None and node not in chain:
+        chain.append(node)
+        node = node.__cause__ or node.__context__
+    # KeyErrors at the bottom are look-up details; the ValueError above them says what to do.
+    for err in reversed(chain):
+        text = str(err).strip()
+        if text and not isinstance(err, KeyError) and not text.startswith("Does not validate"):
+            return text.splitlines()[0]
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def console_main() -> None:

@@ -57,7 +57,9 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
         export_dir: str | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "data_spec"])
+        # export_dir is where this run writes, not a property of the model: LightningCLI restores
+        # saved hyperparameters on --ckpt_path, which must not redirect a resumed run's export.
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "data_spec", "export_dir"])
         self.data_spec = data_spec or DataSpec()
         self.encoder: Encoder = create_encoder(encoder, data_spec=data_spec, **(encoder_kwargs or {}))
         if pretrained is not None:
