@@ -227,7 +227,8 @@ class ChannelBatch:
     ) -> ChannelBatch:
         """Batch from an array ``[B, C, *S]`` (or one sample ``[C, *S]``) whose channels are
         named by ``channels`` (keys of ``vocab``); every channel is present. Values are
-        cast to ``dtype`` (float32 by default, what the encoders expect)."""
+        cast to ``dtype`` (float32 by default, what the encoders expect).
+        """
         arr = torch.as_tensor(np.asarray(values) if isinstance(values, np.ndarray) else values).to(dtype)
         batched = arr.ndim >= 3 and arr.shape[1] == len(channels)
         if not batched and arr.ndim >= 2 and arr.shape[0] == len(channels):

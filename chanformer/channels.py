@@ -237,7 +237,8 @@ def _eeg_1005_channels() -> tuple[Channel, ...]:
 
 def eeg_1005_vocab() -> ChannelVocab:
     """EEG 10-05 electrode vocabulary with positions (metres) from mne's standard 10-05 montage
-    (``standard_1005``, called ``colin27_1005`` since mne 1.12)."""
+    (``standard_1005``, called ``colin27_1005`` since mne 1.12).
+    """
     return ChannelVocab("eeg_1005", list(_eeg_1005_channels()))
 
 

@@ -16,7 +16,8 @@ from chanformer.tasks import ChannelTask
 
 class ChanformerCLI(LightningCLI):
     """Links the datamodule's :class:`~chanformer.spec.DataSpec` into the task and, after
-    ``fit``, evaluates the best checkpoint on the test split and prints the metrics."""
+    ``fit``, evaluates the best checkpoint on the test split and prints the metrics.
+    """
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.spec", "model.init_args.data_spec", apply_on="instantiate")

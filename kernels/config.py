@@ -22,7 +22,8 @@ def triton_available() -> bool:
 
 def backend(device: torch.device | None = None) -> Backend:
     """The backend ops on ``device`` use: an active :func:`use_backend`, then the
-    ``CHANFORMER_KERNELS`` environment variable, then automatic choice."""
+    ``CHANFORMER_KERNELS`` environment variable, then automatic choice.
+    """
     if _override:
         choice = _override[-1]
     else:

@@ -59,7 +59,8 @@ def build_reference_model(fx: Fixture) -> tuple[Converter, torch.nn.Module]:
 
 def run_reference_fixture(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """Build our model through its converter, load the converted weights, run the fixture's
-    inputs and return our outputs under the fixture's output names."""
+    inputs and return our outputs under the fixture's output names.
+    """
     fx = load_fixture(path)
     conv, model = build_reference_model(fx)
     with torch.no_grad():

@@ -39,8 +39,9 @@ def register_model_kind(kind: str) -> Callable[[Callable[[dict[str, Any]], nn.Mo
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
     """JSON-able description from which :func:`build_from_spec` rebuilds ``model``."""
-    if hasattr(model, "pretrained_spec"):
-        return dict(model.pretrained_spec())
+    spec_fn = getattr(model, "pretrained_spec", None)
+    if callable(spec_fn):
+        return dict(spec_fn())
     name = getattr(model, "encoder_name", None)
     if name is None:
         raise TypeError(
@@ -132,16 +133,16 @@ def load_pretrained(directory: str | os.PathLike[str], map_location: str | torch
     if missing or unexpected:
         raise ValueError(f"{weights} does not match the model in {cfg_path}: missing {missing}, unexpected {unexpected}")
     if (directory / "vocab.json").is_file():
-        model.vocab = ChannelVocab.load(directory / "vocab.json")
+        setattr(model, "vocab", ChannelVocab.load(directory / "vocab.json"))  # noqa: B010 (not an nn attribute)
     return model.eval()
 
 
 def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """safetensors refuses shared storage; keep the first name of every shared tensor."""
-    seen: dict[tuple[int, int, tuple[int, ...]], str] = {}
+    """Safetensors refuses shared storage; keep the first name of every shared tensor."""
+    seen: dict[tuple[int, int, tuple[int, ...]], str] = {}  # (storage, offset, shape) -> first name
     out = {}
     for k, v in state.items():
-        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
+        key = (v.untyped_storage().data_ptr(), int(v.storage_offset()), tuple(int(d) for d in v.shape))
         if v.numel() and key in seen:
             continue
         seen[key] = k

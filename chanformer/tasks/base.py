@@ -1,5 +1,6 @@
 """Shared Lightning plumbing: encoder construction, one step for every stage, optimisers,
-reproducible resumption, and the pretrained export at the end of ``fit``."""
+reproducible resumption, and the pretrained export at the end of ``fit``.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 import numpy as np
 import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
@@ -59,7 +60,8 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
         super().__init__()
         # export_dir is where this run writes, not a property of the model: LightningCLI restores
         # saved hyperparameters on --ckpt_path, which must not redirect a resumed run's export.
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "data_spec", "export_dir"])
+        # horizon comes from the data (Lightning refuses a model and datamodule hparam that differ).
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "data_spec", "export_dir", "horizon"])
         self.data_spec = data_spec or DataSpec()
         self.encoder: Encoder = create_encoder(encoder, data_spec=data_spec, **(encoder_kwargs or {}))
         if pretrained is not None:

@@ -1,1 +1,2 @@
-"""Input transforms: audio front-ends, channel sampling, time-series augmentation."""
+"""Input transforms: audio front-ends, channel sampling."""
+from chanformer.transforms.channel_sampling import HierarchicalChannelSampling, hierarchical_channel_sampling  # noqa: F401

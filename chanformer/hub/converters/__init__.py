@@ -63,8 +63,10 @@ def register_converter(cls: type[Converter]) -> type[Converter]:
 
 
 def _import_all() -> None:
-    from chanformer.hub.converters import softs  # noqa: F401
-    from chanformer.hub.converters import _extra  # noqa: F401
+    from chanformer.hub.converters import (
+        _extra,  # noqa: F401
+        softs,  # noqa: F401
+    )
 
 
 def list_converters() -> list[str]:
