@@ -1,0 +1,395 @@
+"""EEG / iEEG recordings (any format mne reads) as windows of :class:`~chanformer.batch.ChannelSample`.
+
+* :func:`read_recording` reads a file with ``mne.io.read_raw``; errors name the file.
+* :func:`channel_map` / :func:`channel_keys` give each data channel its vocabulary key: scalp
+  EEG onto the 10-05 vocabulary (``FP1``, ``Fp1``, ``EEG Fp1-Ref`` -> ``eeg/Fp1``), sEEG/ECoG
+  contacts onto subject-scoped keys ``ieeg/<subject>/<name>`` added to the vocabulary.
+* :class:`EEGWindowDataset` cuts event-locked trials or fixed-length windows (dropping windows
+  that overlap ``BAD_*`` annotations) from a list of recordings; values in volts.
+* :class:`EEGDataModule` splits them by recording or by window.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from chanformer.batch import ChannelSample
+from chanformer.channels import Channel, ChannelVocab, UnknownChannelError, eeg_1005_vocab
+
+if TYPE_CHECKING:  # pragma: no cover
+    import mne
+
+__all__ = [
+    "EEGWindowDataset",
+    "channel_keys",
+    "channel_map",
+    "euclidean_alignment",
+    "read_recording",
+    "subject_of",
+]
+
+DATA_TYPES = ("eeg", "seeg", "ecog")
+
+
+def read_recording(path: str | os.PathLike[str], *, preload: bool = True) -> mne.io.BaseRaw:
+    """Read one recording with ``mne.io.read_raw`` (EDF/BDF, BrainVision, EEGLAB, Nihon Kohden, ...).
+
+    A missing file raises ``FileNotFoundError``; a file mne cannot read raises ``ValueError``;
+    both name the path.
+    """
+    import mne
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"EEG recording not found: {path}")
+    try:
+        return mne.io.read_raw(path, preload=preload, verbose="error")
+    except Exception as e:  # mne raises many types for unreadable/corrupt headers
+        raise ValueError(f"cannot read EEG recording {path}: {type(e).__name__}: {e}") from e
+
+
+def _source_name(raw: mne.io.BaseRaw) -> str:
+    files = [f for f in (raw.filenames or ()) if f is not None]
+    return str(files[0]) if files else "<in-memory Raw>"
+
+
+def subject_of(raw: mne.io.BaseRaw, default: str = "sub", source: str | None = None) -> str:
+    """Subject label for iEEG keys: the BIDS ``sub-<label>`` in the file name, else its stem."""
+    src = source or _source_name(raw)
+    m = re.search(r"sub-([A-Za-z0-9]+)", Path(src).name)
+    if m:
+        return m.group(1)
+    return Path(src).stem if src != "<in-memory Raw>" else default
+
+
+def channel_map(
+    raw: mne.io.BaseRaw,
+    vocab: ChannelVocab,
+    *,
+    subject: str | None = None,
+    on_unknown: Literal["raise", "drop"] = "raise",
+    picks: Sequence[str] = DATA_TYPES,
+    source: str | None = None,
+) -> dict[str, str]:
+    """Map each data channel of ``raw`` (types in ``picks``) to a vocabulary key, in file order.
+
+    EEG names resolve case-insensitively to ``eeg/<name>``; names that do not resolve raise
+    :class:`UnknownChannelError` listing them (``on_unknown="drop"``: warn and leave them out).
+    sEEG/ECoG contacts get ``ieeg/<subject>/<name>``, added to ``vocab`` (kind ``seeg``/``ecog``)
+    with the file's position when it is finite. Other types (stim, EOG, ...) are skipped.
+    ``source`` names the file in messages (default: the Raw's file).
+    """
+    bad_picks = set(picks) - set(DATA_TYPES)
+    if bad_picks:
+        raise ValueError(f"picks must be channel types among {DATA_TYPES}, got {sorted(bad_picks)}")
+    src = source or _source_name(raw)
+    subject = subject or subject_of(raw, source=src)
+    out: dict[str, str] = {}
+    unknown: list[str] = []
+    for name, kind, ch in zip(raw.ch_names, raw.get_channel_types(), raw.info["chs"]):
+        if kind not in picks:
+            continue
+        if kind == "eeg":
+            key = vocab.resolve(name, "eeg/")
+            if key is None:
+                unknown.append(name)
+                continue
+        else:
+            key = f"ieeg/{subject}/{name}"
+            loc = np.asarray(ch["loc"][:3], dtype=float)
+            pos = tuple(loc) if np.isfinite(loc).all() and loc.any() else None
+            if key not in vocab:
+                vocab.add(Channel(key, kind=kind, position=pos, unit="V"))  # type: ignore[arg-type]
+        if key in out.values():
+            raise ValueError(f"{src}: channels {name!r} and another both map to {key!r}")
+        out[name] = key
+    if unknown:
+        if on_unknown == "raise":
+            raise UnknownChannelError(unknown, f"{vocab.name} (recording {src})")
+        msg = f"{src}: dropping {len(unknown)} EEG channel(s) not in {vocab.name}: {', '.join(unknown)}"
+        warnings.warn(msg, stacklevel=2)
+    return out
+
+
+def channel_keys(
+    raw: mne.io.BaseRaw,
+    vocab: ChannelVocab,
+    *,
+    subject: str | None = None,
+    on_unknown: Literal["raise", "drop"] = "raise",
+    picks: Sequence[str] = DATA_TYPES,
+) -> list[str]:
+    """Vocabulary keys of the data channels of ``raw`` kept by :func:`channel_map`, in file order."""
+    return list(channel_map(raw, vocab, subject=subject, on_unknown=on_unknown, picks=picks).values())
+
+
+def _check_integer_samples(sfreq: float, **durations: float | None) -> None:
+    for name, sec in durations.items():
+        if sec is None:
+            continue
+        n = sec * sfreq
+        if abs(n - round(n)) > 1e-6:
+            raise ValueError(
+                f"{name}={sec} s is {n:g} samples at {sfreq:g} Hz, not a whole number; choose a window "
+                f"length or resample= rate for which {name} * rate is an integer"
+            )
+
+
+def _stim_to_annotations(raw: mne.io.BaseRaw) -> None:
+    """Add stim-channel events (``mne.find_events``) as annotations described by their code."""
+    import mne
+
+    if "stim" not in raw.get_channel_types():
+        return
+    events = mne.find_events(raw, shortest_event=1, verbose="error")
+    if len(events) == 0:
+        return
+    # onsets count from meas_date when annotations carry orig_time, else from the first sample
+    first = 0 if raw.annotations.orig_time is not None else raw.first_samp
+    onsets = (events[:, 0] - first) / raw.info["sfreq"]
+    desc = [str(int(c)) for c in events[:, 2]]
+    annot = mne.Annotations(onsets, np.zeros(len(events)), desc, orig_time=raw.annotations.orig_time)
+    raw.set_annotations(raw.annotations + annot)
+
+
+def euclidean_alignment(windows: np.ndarray, eps: float = 1e-10) -> np.ndarray:
+    """Align ``[N, C, T]`` windows of one recording: ``X <- R^{-1/2} X``, ``R = mean(X X^T)``.
+
+    Eigenvalues below ``eps * max`` are floored there (rank-deficient references).
+    """
+    x = windows.astype(np.float64)
+    r = np.einsum("nct,ndt->cd", x, x) / (len(x) * x.shape[-1])
+    w, v = np.linalg.eigh(r)
+    w = np.maximum(w, eps * max(float(w.max()), np.finfo(float).tiny))
+    r_isqrt = (v / np.sqrt(w)) @ v.T
+    return np.einsum("cd,ndt->nct", r_isqrt, x).astype(np.float32)
+
+
+class EEGWindowDataset(Dataset[ChannelSample]):
+    """Windows ``[C, T]`` (volts) cut from EEG/iEEG recordings, with vocabulary ids and positions.
+
+    Args:
+        recordings: file paths (read with :func:`read_recording`) or ``mne.io.Raw`` objects.
+        mode: ``"events"`` (trials locked to annotations / stim-channel events, labelled through
+            ``label_map`` over ``[tmin, tmax]``) or ``"windows"`` (fixed ``window_s`` windows every
+            ``stride_s`` seconds; windows overlapping ``BAD_*`` annotations are dropped).
+        label_map: annotation description -> class index (stim events are described by their
+            code, e.g. ``"1"``). Descriptions absent from the map are ignored and reported once;
+            map keys that occur in no recording raise.
+        vocab: vocabulary (default :func:`eeg_1005_vocab`); iEEG contacts are added to it.
+        picks: channel types to keep, among ``eeg``/``seeg``/``ecog``.
+        ch_types: ``{channel name: type}`` applied where the name exists (e.g. ECoG contacts a
+            file stores as ``eeg``).
+        resample: target rate in Hz (required when the recordings' rates differ).
+        l_freq / h_freq: band-pass edges in Hz (``raw.filter``).
+        euclidean_alignment: whiten each recording's windows by its mean spatial covariance.
+        on_unknown: ``"raise"`` or ``"drop"`` EEG channels not in the vocabulary.
+        bad_channels: flat (std == 0) or NaN channels ``"raise"`` naming channel and file, or
+            ``"drop"`` with a warning.
+        require_positions: raise when a channel has no position (neither in the file nor in the
+            vocabulary); otherwise missing positions are NaN in ``coords``.
+
+    """
+
+    def __init__(
+        self,
+        recordings: Sequence[str | os.PathLike[str] | mne.io.BaseRaw],
+        *,
+        mode: Literal["events", "windows"] = "windows",
+        label_map: dict[str, int] | None = None,
+        tmin: float = 0.0,
+        tmax: float = 1.0,
+        window_s: float = 2.0,
+        stride_s: float | None = None,
+        vocab: ChannelVocab | None = None,
+        picks: Sequence[str] = DATA_TYPES,
+        ch_types: dict[str, str] | None = None,
+        resample: float | None = None,
+        l_freq: float | None = None,
+        h_freq: float | None = None,
+        euclidean_alignment: bool = False,
+        on_unknown: Literal["raise", "drop"] = "raise",
+        bad_channels: Literal["raise", "drop"] = "raise",
+        require_positions: bool = False,
+    ) -> None:
+        if mode not in ("events", "windows"):
+            raise ValueError(f"mode must be 'events' or 'windows', got {mode!r}")
+        if mode == "events" and not label_map:
+            raise ValueError("mode='events' needs label_map={annotation description: class index}")
+        if mode == "events" and not tmax > tmin:
+            raise ValueError(f"tmax ({tmax}) must be greater than tmin ({tmin})")
+        stride_s = window_s if stride_s is None else stride_s
+        if mode == "windows" and (window_s <= 0 or stride_s <= 0):
+            raise ValueError(f"window_s and stride_s must be > 0, got {window_s}, {stride_s}")
+        if not recordings:
+            raise ValueError("EEGWindowDataset needs at least one recording")
+        self.vocab = vocab if vocab is not None else eeg_1005_vocab()
+        self.mode, self.label_map = mode, dict(label_map or {})
+        self.tmin, self.tmax, self.window_s, self.stride_s = tmin, tmax, window_s, stride_s
+        self.picks, self.ch_types, self.resample = tuple(picks), dict(ch_types or {}), resample
+        self.l_freq, self.h_freq, self.ea = l_freq, h_freq, euclidean_alignment
+        self.on_unknown, self.bad_channels = on_unknown, bad_channels
+        self.require_positions = require_positions
+
+        raws = [r if not isinstance(r, (str, os.PathLike)) else read_recording(r) for r in recordings]
+        self.sources = [str(r) if isinstance(r, (str, os.PathLike)) else _source_name(r) for r in recordings]
+        rates = {s: float(r.info["sfreq"]) for s, r in zip(self.sources, raws)}
+        if resample is None and len(set(rates.values())) > 1:
+            listing = ", ".join(f"{s} ({f:g} Hz)" for s, f in rates.items())
+            raise ValueError(f"recordings have different sampling rates: {listing}; pass resample=<Hz>")
+        self.sfreq = float(resample) if resample is not None else next(iter(rates.values()))
+        if mode == "windows":
+            _check_integer_samples(self.sfreq, window_s=window_s, stride_s=stride_s)
+        else:
+            _check_integer_samples(self.sfreq, tmin=tmin, tmax=tmax)
+
+        self.values: list[np.ndarray] = []  # per recording [N, C, T] float32
+        self.ids: list[torch.Tensor] = []
+        self.coords: list[torch.Tensor] = []
+        self.labels: list[np.ndarray] = []
+        self.channel_keys: list[list[str]] = []
+        self.event_counts: list[dict[str, int]] = []
+        unmapped: dict[str, list[str]] = {}
+        for raw, src in zip(raws, self.sources):
+            self._add_recording(raw, src, unmapped)
+        if mode == "events":
+            seen = {d for counts in self.event_counts for d in counts}
+            never = sorted(set(self.label_map) - seen)
+            if never:
+                raise ValueError(
+                    f"label_map key(s) {never} occur in no recording ({', '.join(self.sources)}); "
+                    f"descriptions found: {sorted(seen | set(unmapped))}"
+                )
+            if unmapped:
+                listing = "; ".join(f"{d!r} in {', '.join(s)}" for d, s in sorted(unmapped.items()))
+                warnings.warn(f"annotations not in label_map were ignored: {listing}", stacklevel=2)
+        lengths = {v.shape[-1] for v in self.values if len(v)}
+        if len(lengths) > 1:
+            raise ValueError(f"windows of different lengths {sorted(lengths)} samples across recordings")
+        self.n_times = lengths.pop() if lengths else 0
+        self.recording_of = np.concatenate([np.full(len(v), i, dtype=int) for i, v in enumerate(self.values)])
+        self.offsets = np.concatenate([[0], np.cumsum([len(v) for v in self.values])]).astype(int)
+        if len(self) == 0:
+            raise ValueError(f"no windows could be cut from {', '.join(self.sources)}")
+
+    # -- per recording ---------------------------------------------------------------------
+    def _add_recording(self, raw: mne.io.BaseRaw, src: str, unmapped: dict[str, list[str]]) -> None:
+        import mne
+
+        raw = raw.copy().load_data(verbose="error")
+        types = {n: t for n, t in self.ch_types.items() if n in raw.ch_names}
+        if types:
+            raw.set_channel_types(types, on_unit_change="ignore", verbose="error")
+        if self.mode == "events":
+            _stim_to_annotations(raw)
+        cmap = channel_map(raw, self.vocab, on_unknown=self.on_unknown, picks=self.picks, source=src)
+        if not cmap:
+            raise ValueError(f"{src}: no channels of type {'/'.join(self.picks)} with a known identity")
+        raw.pick(list(cmap), verbose="error")
+        cmap = self._check_bad_channels(raw, src, cmap)
+        if self.l_freq is not None or self.h_freq is not None:
+            raw.filter(self.l_freq, self.h_freq, picks="all", verbose="error")
+        if raw.info["sfreq"] != self.sfreq:
+            raw.resample(self.sfreq, verbose="error")
+        sf = self.sfreq
+        if self.mode == "windows":
+            n_win, n_step = round(self.window_s * sf), round(self.stride_s * sf)
+            starts = np.arange(0, raw.n_times - n_win + 1, n_step) + raw.first_samp
+            events = np.column_stack([starts, np.zeros_like(starts), np.ones_like(starts)]).astype(int)
+            tmin, tmax, event_id = 0.0, (n_win - 1) / sf, {"window": 1}
+            counts: dict[str, int] = {}
+        else:
+            events, found = mne.events_from_annotations(raw, verbose="error")
+            counts = {d: int((events[:, 2] == c).sum()) for d, c in found.items()}
+            for d in found:
+                if d not in self.label_map:
+                    unmapped.setdefault(d, []).append(src)
+            event_id = {d: c for d, c in found.items() if d in self.label_map}
+            events = events[np.isin(events[:, 2], list(event_id.values()))]
+            tmin, tmax = self.tmin, self.tmax - 1 / sf  # [tmin, tmax) -> (tmax - tmin) * sf samples
+        self.event_counts.append(counts)
+        if len(events):
+            epochs = mne.Epochs(
+                raw, events, event_id, tmin=tmin, tmax=tmax, baseline=None, reject_by_annotation=True,
+                preload=True, on_missing="ignore", verbose="error",
+            )  # fmt: skip
+            data = epochs.get_data(copy=False).astype(np.float32)
+            code_to_label = {c: self.label_map.get(d, -1) for d, c in event_id.items()}
+            labels = np.array([code_to_label[c] for c in epochs.events[:, 2]], dtype=np.int64)
+        else:
+            data = np.zeros((0, len(raw.ch_names), 0), np.float32)
+            labels = np.zeros(0, np.int64)
+        if self.ea and len(data):
+            data = euclidean_alignment(data)
+        keys = [cmap[n] for n in raw.ch_names]
+        self.values.append(data)
+        self.labels.append(labels)
+        self.channel_keys.append(keys)
+        self.ids.append(torch.tensor(self.vocab.ids(keys), dtype=torch.long))
+        self.coords.append(self._positions(raw, keys, src))
+
+    def _check_bad_channels(self, raw: mne.io.BaseRaw, src: str, cmap: dict[str, str]) -> dict[str, str]:
+        data = raw.get_data()
+        nan = ~np.isfinite(data).all(axis=1)
+        flat = ~nan & (np.where(nan[:, None], 1.0, data).std(axis=1) == 0)
+        names = raw.ch_names
+        bad = [f"{n} ({'NaN/Inf' if b else 'flat'})" for n, b, f in zip(names, nan, flat) if b or f]
+        if not bad:
+            return cmap
+        if self.bad_channels == "raise":
+            raise ValueError(f"{src}: bad channel(s) {', '.join(bad)}; pass bad_channels='drop' to leave them out")
+        drop = [n for n, b in zip(raw.ch_names, nan | flat) if b]
+        if len(drop) == len(raw.ch_names):
+            raise ValueError(f"{src}: every channel is flat or NaN: {', '.join(bad)}")
+        warnings.warn(f"{src}: dropping bad channel(s) {', '.join(bad)}", stacklevel=3)
+        raw.drop_channels(drop)
+        return {n: k for n, k in cmap.items() if n not in drop}
+
+    def _positions(self, raw: mne.io.BaseRaw, keys: list[str], src: str) -> torch.Tensor:
+        """File positions where finite and non-zero, else the vocabulary's, else NaN."""
+        pos = np.full((len(keys), 3), np.nan, dtype=np.float32)
+        for i, (ch, key) in enumerate(zip(raw.info["chs"], keys)):
+            loc = np.asarray(ch["loc"][:3], dtype=float)
+            if np.isfinite(loc).all() and loc.any():
+                pos[i] = loc
+            elif self.vocab[key].position is not None:
+                pos[i] = self.vocab[key].position
+        missing = [n for n, p in zip(raw.ch_names, pos) if np.isnan(p).any()]
+        if missing and self.require_positions:
+            raise ValueError(f"{src}: no position for channel(s) {', '.join(missing)} (require_positions)")
+        return torch.from_numpy(pos)
+
+    # -- dataset protocol ------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def num_classes(self) -> int | None:
+        return max(self.label_map.values()) + 1 if self.mode == "events" else None
+
+    @property
+    def targets(self) -> np.ndarray:
+        return np.concatenate(self.labels)
+
+    def __getitem__(self, idx: int) -> ChannelSample:
+        if not -len(self) <= idx < len(self):
+            raise IndexError(f"window {idx} out of range for {len(self)} windows")
+        idx %= len(self)
+        rec = int(self.recording_of[idx])
+        j = idx - int(self.offsets[rec])
+        target = torch.tensor(int(self.labels[rec][j])) if self.mode == "events" else None
+        return ChannelSample(
+            values=torch.from_numpy(self.values[rec][j]),
+            channel_ids=self.ids[rec],
+            coords=self.coords[rec],
+            target=target,
+        )
