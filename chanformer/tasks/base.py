@@ -99,6 +99,7 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
     def shared_step(self, batch: ChannelBatch, stage: str) -> Tensor:
         if batch.target is None:
             raise ValueError(f"{type(self).__name__}: the {stage} batch has no target")
+        batch.check_finite(self.vocab if len(self.vocab) else None)
         loss, preds, target = self.compute(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{stage} loss is {loss.item()} at step {self.global_step}")
