@@ -23,6 +23,8 @@ class ChanformerCLI(LightningCLI):
         parser.link_arguments("data.spec", "model.init_args.data_spec", apply_on="instantiate")
         parser.add_argument("--test_after_fit", type=bool, default=True,
                             help="after fit, evaluate the best checkpoint on the test split")
+        parser.add_argument("--importance_plot", type=str | None, default=None,
+                            help="test: write a bar chart (PNG) of mean channel importance over the test set")
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         """Add a rich progress bar and atomic checkpoint writes unless the config chose others."""
@@ -42,6 +44,30 @@ class ChanformerCLI(LightningCLI):
         results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt, verbose=False)
         if self.trainer.is_global_zero and results:
             _print_results(results[0], ckpt)
+
+    def after_test(self) -> None:
+        path = self.config.get(self.subcommand, {}).get("importance_plot")
+        if path and self.trainer.is_global_zero:
+            _write_importance_plot(self.model, self.datamodule, path)
+
+
+def _write_importance_plot(model: Any, datamodule: Any, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from chanformer.importance import has_native_importance, importance_by_channel
+    from chanformer.viz import plot_channel_importance
+
+    means = importance_by_channel(model, datamodule.test_dataloader())
+    vocab = model.vocab
+    names = [vocab[i].key if i < len(vocab) else f"id {i}" for i in means]
+    how = "native" if has_native_importance(model) else "occlusion"
+    ax = plot_channel_importance(list(means.values()), names, title=f"mean channel importance on the test set ({how})")
+    ax.figure.savefig(path, dpi=120)
+    plt.close(ax.figure)
+    print(f"wrote channel importance plot to {path}")
 
 
 def _has_test(dm: Any) -> bool:

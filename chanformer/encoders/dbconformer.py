@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from chanformer.batch import ChannelBatch
 from chanformer.encoders._registry import register_encoder
 from chanformer.encoders.base import Encoder
+from chanformer.encoders.montage import interpolate_montage
 from chanformer.nn.transformer import MaskedTransformerBlock, run_blocks
 
 __all__ = ["DBConformer", "dbconformer", "dbconformer_test"]
@@ -111,7 +112,9 @@ class DBConformer(Encoder):
     ``self.vocab`` (set by ``create_encoder(..., data_spec=...)``, by ``load_pretrained`` from a saved
     ``vocab.json``, or by hand) and reorders every batch onto its montage with
     :meth:`ChannelBatch.select`; a sample lacking any montage electrode raises a ``ValueError`` naming
-    them (interpolating missing electrodes is not implemented). Without ``channels``, a batch must
+    them, unless ``interpolate_missing=True``: then they are interpolated from the sample's present
+    montage electrodes (spherical splines on the vocabulary positions,
+    :func:`chanformer.encoders.montage.interpolate_montage`). Without ``channels``, a batch must
     hold exactly ``n_chans`` present channels, in the montage's order.
 
     Classifier. With ``n_outputs``, the original's head (``2E -> 64 -> ELU -> 32 -> ELU -> n_outputs``,
@@ -139,6 +142,7 @@ class DBConformer(Encoder):
         branch: ``"all"``, ``"temporal"`` or ``"spatial"`` (which features are produced).
         n_outputs: classes of the built-in classifier head, or ``None`` for none.
         drop_rate: dropout in the stem, the transformer blocks and the classifier head.
+        interpolate_missing: interpolate absent montage electrodes instead of raising.
 
     """
 
@@ -164,6 +168,7 @@ class DBConformer(Encoder):
         branch: str = "all",
         n_outputs: int | None = None,
         drop_rate: float = 0.25,
+        interpolate_missing: bool = False,
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -208,6 +213,7 @@ class DBConformer(Encoder):
             raise ValueError(f"DBConformer(n_outputs={n_outputs}): must be positive or None")
         kw = {"device": device, "dtype": dtype}
         self.channels = channels
+        self.interpolate_missing = bool(interpolate_missing)
         self.n_chans, self.n_times, self.n_tokens = n_chans, n_times, n_tokens
         self.drop_last_sample = bool(drop_last_sample)
         self.branch = branch
@@ -280,13 +286,15 @@ class DBConformer(Encoder):
                 raise ValueError(
                     f"DBConformer montage channel(s) {unknown} are not in vocabulary {self.vocab.name!r}"
                 )
+            if self.interpolate_missing:
+                batch = interpolate_montage(batch, self.channels, self.vocab)
             batch = batch.select(self.vocab.ids(self.channels))
             if not bool(batch.mask.all()):
                 lacking = (~batch.mask).any(0).nonzero().flatten().tolist()
                 samples = (~batch.mask).any(1).nonzero().flatten().tolist()
                 raise ValueError(
                     f"DBConformer needs montage channel(s) {[self.channels[i] for i in lacking]} that batch "
-                    f"sample(s) {samples} lack; interpolating missing electrodes is not supported yet"
+                    f"sample(s) {samples} lack; pass interpolate_missing=True to interpolate them"
                 )
         elif batch.n_channels != self.n_chans or not bool(batch.mask.all()):
             raise ValueError(
@@ -350,6 +358,16 @@ class DBConformer(Encoder):
                 "DBConformer has no channel attention (branch='temporal' or channel_attention=False)"
             )
         return self._fuse(self.forward_features(batch))[1]  # type: ignore[return-value]
+
+    def native_channel_importance(self, batch: ChannelBatch) -> Tensor:
+        """:func:`chanformer.importance.channel_importance` protocol: :meth:`channel_weights` mapped back
+        onto the batch's channel slots ``[B, C]`` (slots outside the montage get 0)."""
+        w = self.channel_weights(batch)
+        if self.channels is None:
+            return w
+        montage = torch.tensor(self.vocab.ids(self.channels), device=w.device)  # type: ignore[union-attr]
+        match = (batch.channel_ids[:, :, None] == montage[None, None, :]) & batch.mask[:, :, None]
+        return torch.einsum("bcm,bm->bc", match.to(w.dtype), w)
 
     def forward_logits(self, batch: ChannelBatch) -> Tensor:
         """Class logits ``[B, n_outputs]`` from the built-in classifier head."""

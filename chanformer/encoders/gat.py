@@ -145,6 +145,8 @@ class GAT(Encoder):
 
     """
 
+    data_args = {"n_times": "seq_len"}
+
     def __init__(
         self,
         seq_len: int,
@@ -227,6 +229,10 @@ class GAT(Encoder):
         Each row sums to 1 over the present channels; padded channels get 0.
         """
         return self.encode(batch)[1][layer].mean(-1)
+
+    def native_channel_importance(self, batch: ChannelBatch) -> Tensor:
+        """:func:`chanformer.importance.channel_importance` protocol: :meth:`channel_importance`."""
+        return self.channel_importance(batch)
 
 
 @register_encoder
