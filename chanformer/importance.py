@@ -168,7 +168,23 @@ def _occlusion(model: Any, batch: ChannelBatch, target: Tensor | int | None, chu
         scores[pb, pc] = score
     single = n_present == 1
     scores[single] = batch.mask[single].to(scores.dtype)
+    layout = _layout_ids(model)
+    if layout is not None:  # a fixed-layout encoder never reads channels outside its layout
+        inside = (batch.channel_ids[..., None] == layout.to(batch.device)).any(-1)
+        scores = scores * inside
     return scores
+
+
+def _layout_ids(model: Any) -> Tensor | None:
+    """Vocabulary ids a fixed-layout encoder reads (``input_channels`` or DBConformer ``channels``)."""
+    enc = getattr(model, "encoder", model)
+    keys = getattr(enc, "input_channels", None) or getattr(enc, "channels", None)
+    vocab = getattr(enc, "vocab", None)
+    if not keys or vocab is None or not isinstance(keys, list | tuple):
+        return None
+    if any(k not in vocab for k in keys):
+        return None
+    return torch.tensor(vocab.ids(list(keys)), dtype=torch.long)
 
 
 def channel_importance(

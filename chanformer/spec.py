@@ -27,6 +27,7 @@ class DataSpec:
         horizon: forecast length (forecasting).
         channel_mean / channel_std: per-vocabulary-id scaler statistics applied by the dataset,
             so forecasts can be reported on the original scale.
+        feature_dim: width of precomputed instance features (MIL bags of slide tiles).
     """
 
     vocab: ChannelVocab = field(default_factory=ChannelVocab)
@@ -38,6 +39,7 @@ class DataSpec:
     horizon: int | None = None
     channel_mean: list[float] | None = None
     channel_std: list[float] | None = None
+    feature_dim: int | None = None
 
     def encoder_kwargs(self, data_args: dict[str, str]) -> dict[str, Any]:
         """Map spec fields onto an encoder's constructor names (``Encoder.data_args``)."""

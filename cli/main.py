@@ -91,23 +91,33 @@ def _encoders(args: list[str]) -> int:
 
 
 def _reference(args: list[str]) -> int:
+    # Reproducible FFT rounding (MKL's conditional bitwise reproducibility) so phase angles at
+    # exactly +-pi match the originals' runs; must be set before the first FFT of the process.
+    os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
     from chanformer.cli.reference import reference_main
 
     return reference_main(args)
 
 
-COMMANDS: dict[str, Any] = {"recipes": _recipes, "encoders": _encoders, "reference": _reference}
+def _wsi(args: list[str]) -> int:
+    from chanformer.cli.wsi import wsi_main
+
+    return wsi_main(args)
+
+
+COMMANDS: dict[str, Any] = {"recipes": _recipes, "encoders": _encoders, "reference": _reference, "wsi": _wsi}
 
 
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point of the ``chanformer`` command; returns the exit status."""
     argv = list(sys.argv[1:] if args is None else args)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: chanformer {fit,validate,test,predict,recipes,encoders,reference} ...")
+        print("usage: chanformer {fit,validate,test,predict,recipes,encoders,reference,wsi} ...")
         print(f"  chanformer fit                 train the default recipe ({DEFAULT_RECIPE})")
         print("  chanformer fit --config NAME   train a shipped recipe or a YAML file")
         print("  chanformer recipes | encoders  list recipes / registered encoders")
         print("  chanformer reference check PATH...   compare with original implementations' outputs")
+        print("  chanformer wsi synth|tile|extract|heatmap ...   whole-slide images -> feature bags -> heatmaps")
         return 0
     try:
         if argv[0] in LIGHTNING_COMMANDS:

@@ -38,6 +38,11 @@ _EXPORTS: dict[str, str] = {
     "channel_map": "eeg",
     "euclidean_alignment": "eeg",
     "read_recording": "eeg",
+    "SeizureWindowDataset": "eeg_sim",
+    "SimulatedIEEGDataModule": "eeg_sim",
+    "SimulatedMIDataModule": "eeg_sim",
+    "simulate_ieeg_seizures": "eeg_sim",
+    "simulate_motor_imagery": "eeg_sim",
     # images (microscopy, satellite)
     "ChannelNormalizer": "imaging",
     "ImageAugment": "imaging",
@@ -46,6 +51,11 @@ _EXPORTS: dict[str, str] = {
     "random_channel_drop": "imaging",
     "random_flip_rot": "imaging",
     "tile_grid": "imaging",
+    "CELL_PAINTING_STAINS": "imaging_sim",
+    "SyntheticImageDataset": "imaging_sim",
+    "cell_painting_vocab": "imaging_sim",
+    "ImageDataModule": "image_datamodule",
+    "cellprofiler_manifest": "image_datamodule",
     "ImageReadError": "microscopy",
     "read_image": "microscopy",
     "read_tile": "microscopy",
@@ -53,6 +63,17 @@ _EXPORTS: dict[str, str] = {
     "SENSORS": "satellite",
     "read_geotiff": "satellite",
     "sensor_vocab": "satellite",
+    # whole-slide images and feature bags
+    "Slide": "wsi",
+    "SlideReadError": "wsi",
+    "TileGrid": "wsi",
+    "make_synthetic_slides": "wsi",
+    "tile_slide": "wsi",
+    "tissue_mask": "wsi",
+    "BagDataModule": "bags",
+    "BagDataset": "bags",
+    "BagStore": "bags",
+    "extract_features": "bags",
     # datamodules
     "ChannelDataModule": "datamodule",
     "ForecastingDataModule": "datamodule",
@@ -61,6 +82,21 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "BagDataModule",
+    "BagDataset",
+    "BagStore",
+    "Slide",
+    "SlideReadError",
+    "TileGrid",
+    "extract_features",
+    "make_synthetic_slides",
+    "tile_slide",
+    "tissue_mask",
+    "CELL_PAINTING_STAINS",
+    "ImageDataModule",
+    "SyntheticImageDataset",
+    "cell_painting_vocab",
+    "cellprofiler_manifest",
     "ChannelDataModule",
     "ChannelNormalizer",
     "ChannelStats",
@@ -72,6 +108,9 @@ __all__ = [
     "ImageManifestDataset",
     "ImageReadError",
     "SENSORS",
+    "SeizureWindowDataset",
+    "SimulatedIEEGDataModule",
+    "SimulatedMIDataModule",
     "TsData",
     "TsFormatError",
     "TsHeader",
@@ -96,6 +135,8 @@ __all__ = [
     "read_ts_header",
     "save_zarr",
     "sensor_vocab",
+    "simulate_ieeg_seizures",
+    "simulate_motor_imagery",
     "split_borders",
     "stain_key",
     "stratified_split",
@@ -119,6 +160,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from chanformer.datasets.bags import BagDataModule, BagDataset, BagStore, extract_features
     from chanformer.datasets.datamodule import (
         ChannelDataModule,
         ForecastingDataModule,
@@ -132,7 +174,15 @@ if TYPE_CHECKING:  # pragma: no cover
         euclidean_alignment,
         read_recording,
     )
+    from chanformer.datasets.eeg_sim import (
+        SeizureWindowDataset,
+        SimulatedIEEGDataModule,
+        SimulatedMIDataModule,
+        simulate_ieeg_seizures,
+        simulate_motor_imagery,
+    )
     from chanformer.datasets.eeg_windows import EEGDataModule
+    from chanformer.datasets.image_datamodule import ImageDataModule, cellprofiler_manifest
     from chanformer.datasets.imaging import (
         ChannelNormalizer,
         ImageAugment,
@@ -142,6 +192,7 @@ if TYPE_CHECKING:  # pragma: no cover
         random_flip_rot,
         tile_grid,
     )
+    from chanformer.datasets.imaging_sim import CELL_PAINTING_STAINS, SyntheticImageDataset, cell_painting_vocab
     from chanformer.datasets.microscopy import ImageReadError, read_image, read_tile, stain_key
     from chanformer.datasets.satellite import SENSORS, read_geotiff, sensor_vocab
     from chanformer.datasets.timeseries import (
@@ -154,4 +205,5 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from chanformer.datasets.ts_format import TsData, TsFormatError, TsHeader, read_ts, read_ts_header
     from chanformer.datasets.ts_sources import load_macrodata, load_uschange, read_series_table, uea_path
+    from chanformer.datasets.wsi import Slide, SlideReadError, TileGrid, make_synthetic_slides, tile_slide, tissue_mask
     from chanformer.datasets.xarray_io import XarrayDataset, save_zarr

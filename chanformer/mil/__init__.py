@@ -9,5 +9,9 @@ from chanformer.mil.acmil import (
     acmil_loss,
     stkim_mask,
 )
+from chanformer.mil.meanpool import MeanPoolMIL, MeanPoolOutput
 
-__all__ = ["ABMIL", "ACMIL", "ABMILOutput", "ACMILOutput", "GatedAttention", "acmil_loss", "stkim_mask"]
+__all__ = [
+    "ABMIL", "ACMIL", "ABMILOutput", "ACMILOutput", "GatedAttention", "MeanPoolMIL", "MeanPoolOutput", "acmil_loss",
+    "stkim_mask",
+]  # fmt: skip

@@ -3,5 +3,6 @@
 from chanformer.tasks.base import ChannelTask
 from chanformer.tasks.classification import ClassificationTask
 from chanformer.tasks.forecasting import ForecastingTask
+from chanformer.tasks.mil import MILTask
 
-__all__ = ["ChannelTask", "ClassificationTask", "ForecastingTask"]
+__all__ = ["ChannelTask", "ClassificationTask", "ForecastingTask", "MILTask"]

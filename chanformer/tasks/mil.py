@@ -1,0 +1,125 @@
+"""Slide-level classification from bags of tile features (multiple instance learning)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
+
+from chanformer.mil import ABMIL, ACMIL, MeanPoolMIL, acmil_loss
+from chanformer.spec import DataSpec
+from chanformer.tasks.base import ChannelTask, OptimizerCallable, SchedulerCallable, _default_optimizer
+
+__all__ = ["MILTask"]
+
+_MODELS = {"acmil": ACMIL, "abmil": ABMIL, "mean": MeanPoolMIL}
+
+
+class MILTask(ChannelTask):
+    """A MIL head (``"acmil"``, ``"abmil"`` or the bag-mean baseline ``"mean"``) on padded bags.
+
+    Batches are :class:`~chanformer.datasets.bags.BagBatch` (``features [B, N, D]``, ``mask [B, N]``,
+    ``target [B]``). There is no encoder: features were extracted beforehand. Shares
+    :class:`ChannelTask`'s step, logging, optimiser, resumption and export conventions; the
+    exported module is the MIL head (``save_pretrained`` kind ``acmil``/``abmil``/``meanpool_mil``).
+
+    Loss: :func:`~chanformer.mil.acmil_loss` for ACMIL (branch + slide cross-entropy, weighted by
+    ``class_weights`` when given, + ``diversity_weight`` x attention similarity), cross-entropy
+    otherwise. Metrics per stage: ``auroc`` (macro one-vs-rest; the binary AUROC for 2 classes),
+    ``acc``, ``f1_macro``.
+
+    Args:
+        model: which MIL head.
+        model_kwargs: its extra arguments (``embed_dim``, ``n_token``, ``mask_drop``, ``dropout``...).
+        in_dim: feature width (default: ``data_spec.feature_dim``).
+        num_classes: default: ``data_spec.num_classes``.
+        class_weights: cross-entropy weight per class.
+        diversity_weight: ACMIL attention-diversity weight.
+        data_spec / optimizer / lr_scheduler / export_dir: see :class:`ChannelTask`.
+    """
+
+    def __init__(
+        self,
+        model: Literal["acmil", "abmil", "mean"] = "acmil",
+        model_kwargs: dict[str, Any] | None = None,
+        in_dim: int | None = None,
+        num_classes: int | None = None,
+        class_weights: list[float] | None = None,
+        diversity_weight: float = 1.0,
+        data_spec: DataSpec | None = None,
+        optimizer: OptimizerCallable = _default_optimizer,
+        lr_scheduler: SchedulerCallable | None = None,
+        export_dir: str | None = None,
+    ) -> None:
+        L.LightningModule.__init__(self)  # no encoder: ChannelTask.__init__ would build one
+        if model not in _MODELS:
+            raise ValueError(f"MILTask(model={model!r}): expected one of {sorted(_MODELS)}")
+        self.data_spec = data_spec or DataSpec()
+        in_dim = in_dim or self.data_spec.feature_dim
+        num_classes = num_classes or self.data_spec.num_classes
+        if not in_dim:
+            raise ValueError("MILTask needs in_dim (set in_dim= or link data.spec from a BagDataModule)")
+        if not num_classes or num_classes < 2:
+            raise ValueError("MILTask needs num_classes >= 2 (set num_classes= or link data.spec)")
+        if class_weights is not None and len(class_weights) != num_classes:
+            raise ValueError(f"MILTask(class_weights={class_weights}): needs {num_classes} values, one per class")
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "data_spec", "export_dir"])
+        self.hparams.update(in_dim=int(in_dim), num_classes=int(num_classes))  # resolved, so checkpoints rebuild alone
+        self.model_name, self.num_classes, self.diversity_weight = model, int(num_classes), diversity_weight
+        self.model: nn.Module = _MODELS[model](in_dim=int(in_dim), n_classes=int(num_classes), **(model_kwargs or {}))
+        weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        self.register_buffer("class_weights", weights, persistent=False)
+        self.optimizer_factory, self.scheduler_factory, self.export_dir = optimizer, lr_scheduler, export_dir
+        metrics = self.configure_metrics()
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    def configure_metrics(self) -> MetricCollection:
+        n = self.num_classes
+        return MetricCollection({
+            "auroc": MulticlassAUROC(n, average="macro"),
+            "acc": MulticlassAccuracy(n, average="micro"),
+            "f1_macro": MulticlassF1Score(n, average="macro"),
+        })
+
+    def forward(self, batch: Any) -> Any:
+        """The MIL head's output tuple for a :class:`~chanformer.datasets.bags.BagBatch`."""
+        return self.model(batch.features, batch.mask)
+
+    def slide_logits(self, output: Any) -> Tensor:
+        return output.slide_logits if self.model_name == "acmil" else output.logits
+
+    def compute(self, batch: Any) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
+        out = self(batch)
+        target = batch.target.long()
+        logits = self.slide_logits(out)
+        w = self.class_weights
+        if self.model_name == "acmil":
+            if w is None:
+                loss = acmil_loss(out, target, self.diversity_weight)
+            else:  # acmil_loss with class-weighted cross-entropies
+                b, k, c = out.branch_logits.shape
+                parts = acmil_loss(out, target, self.diversity_weight, return_parts=True)
+                flat = out.branch_logits.reshape(b * k, c)
+                branch = F.cross_entropy(flat, target.repeat_interleave(k), weight=w) if k > 1 else 0.0
+                loss = branch + F.cross_entropy(logits, target, weight=w) + self.diversity_weight * parts["diversity"]
+        else:
+            loss = F.cross_entropy(logits, target, weight=w)
+        return loss, torch.softmax(logits.detach(), -1), target
+
+    def exportable(self) -> nn.Module:
+        return self.model
+
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
+        out = self(batch)
+        return {"slides": batch.slides, "probs": torch.softmax(self.slide_logits(out), -1), "attention": out[-1]}
+
+    def _load_pretrained_encoder(self, path: str) -> None:  # pragma: no cover - there is no encoder
+        raise TypeError("MILTask has no encoder to initialise")
+

@@ -1,0 +1,574 @@
+"""Feature bags of whole-slide images in a Zarr store, their extraction, and MIL datamodules.
+
+Store layout (a local directory store)::
+
+    bags.zarr/
+      zarr.json | .zgroup          root group; attrs: encoder, encoder_config, feature_dim, tile_size, level
+      bags/<slide>/                one group per slide, attrs: slide, path, label, n_tiles, complete=True
+        features  [N, D] float16
+        coords    [N, 2] int64     level-0 (y, x) of each tile's top-left corner
+
+A bag is written under ``bags/.tmp-<slide>-<pid>`` and renamed to ``bags/<slide>`` only after
+its arrays and its ``complete`` attribute are on disk, so a killed extraction never leaves a
+half-written bag that looks complete; the next run deletes leftovers and continues with the
+slides that have no complete bag.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from chanformer.channels import Channel, ChannelVocab
+from chanformer.datasets.wsi import Slide, SlideReadError, TileGrid, _name, iter_slides, tile_slide
+from chanformer.spec import DataSpec
+
+__all__ = [
+    "Bag",
+    "BagBatch",
+    "BagDataModule",
+    "BagDataset",
+    "BagError",
+    "BagStore",
+    "TileStatsExtractor",
+    "extract_features",
+    "rgb_vocab",
+]
+
+RGB_KEYS = ("rgb/R", "rgb/G", "rgb/B")
+
+
+class BagError(ValueError):
+    """A bag that cannot be used (empty, NaN features, wrong width); the message names the slide."""
+
+
+def rgb_vocab() -> ChannelVocab:
+    """Vocabulary of the three RGB channels tiles are given to chanformer encoders with."""
+    return ChannelVocab("rgb", [Channel(k, kind="rgb") for k in RGB_KEYS])
+
+
+# -- the store ----------------------------------------------------------------------------------
+def _open_group(path: Path, mode: str) -> Any:
+    import zarr
+
+    return zarr.open_group(str(path), mode=mode)
+
+
+def _write_array(group: Any, name: str, data: np.ndarray) -> None:
+    if hasattr(group, "create_array"):  # zarr 3
+        arr = group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=(max(1, min(len(data), 4096)), *data.shape[1:]))
+        arr[...] = data
+    else:  # zarr 2
+        group.create_dataset(name, data=data, chunks=(max(1, min(len(data), 4096)), *data.shape[1:]))
+
+
+class BagStore:
+    """A Zarr directory store of per-slide feature bags (see the module docstring).
+
+    Args:
+        path: the store folder (created by :meth:`init`).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    @property
+    def bags_dir(self) -> Path:
+        return self.path / "bags"
+
+    def exists(self) -> bool:
+        return self.bags_dir.is_dir()
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        if not self.exists():
+            raise FileNotFoundError(f"bag store {self.path} does not exist (run `chanformer wsi extract` first)")
+        return dict(_open_group(self.path, "r").attrs)
+
+    def init(self, **attrs: Any) -> None:
+        """Create the store, or check that an existing one was made with the same ``attrs``."""
+        json.dumps(attrs)
+        if self.exists():
+            old = self.attrs
+            diff = {k: (old.get(k), v) for k, v in attrs.items() if old.get(k) != v}
+            if diff:
+                raise ValueError(f"bag store {self.path} was written with other settings {diff} (old, new); "
+                                 "use a new store path or delete it")  # fmt: skip
+            return
+        root = _open_group(self.path, "a")
+        root.attrs.update(attrs)
+        _open_group(self.bags_dir, "a")
+
+    def clean(self) -> list[str]:
+        """Remove leftovers of killed writes (``bags/.tmp-*``); returns their names."""
+        if not self.exists():
+            return []
+        stale = [p for p in self.bags_dir.iterdir() if p.name.startswith(".tmp-")]
+        for p in stale:
+            shutil.rmtree(p, ignore_errors=True)
+        return [p.name for p in stale]
+
+    def slides(self) -> list[str]:
+        """Slides with a complete bag, sorted."""
+        if not self.exists():
+            return []
+        out = []
+        for p in sorted(self.bags_dir.iterdir()):
+            if p.is_dir() and not p.name.startswith("."):
+                try:
+                    if _open_group(p, "r").attrs.get("complete") is True:
+                        out.append(p.name)
+                except Exception:  # noqa: S112 - an unreadable folder is not a complete bag
+                    continue
+        return out
+
+    def __contains__(self, slide: object) -> bool:
+        return isinstance(slide, str) and slide in self.slides()
+
+    def write_bag(self, slide: str, features: np.ndarray, coords: np.ndarray, label: int | None, **meta: Any) -> None:
+        """Write one bag atomically (temporary group, ``complete`` attribute, then rename)."""
+        features = np.asarray(features)
+        if features.ndim != 2 or len(features) == 0:
+            raise BagError(f"slide {slide}: features must be a non-empty [N, D] array, got shape {features.shape}")
+        if len(coords) != len(features):
+            raise BagError(f"slide {slide}: {len(features)} feature rows but {len(coords)} coordinates")
+        if not np.isfinite(features).all():
+            n_bad = int((~np.isfinite(features)).any(1).sum())
+            raise BagError(f"slide {slide}: the encoder produced NaN/inf features for {n_bad} tiles")
+        final = self.bags_dir / slide
+        tmp = self.bags_dir / f".tmp-{slide}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            g = _open_group(tmp, "w")
+            _write_array(g, "features", features.astype(np.float16))
+            _write_array(g, "coords", np.asarray(coords, np.int64).reshape(-1, 2))
+            g.attrs.update({"slide": slide, "label": None if label is None else int(label), "n_tiles": len(features),
+                            "feature_dim": int(features.shape[1]), **meta})  # fmt: skip
+            g.attrs["complete"] = True  # last: only a bag whose arrays are written is marked complete
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def read_bag(self, slide: str) -> Bag:
+        path = self.bags_dir / slide
+        if not path.is_dir():
+            raise BagError(f"slide {slide}: no bag in {self.path}")
+        g = _open_group(path, "r")
+        attrs = dict(g.attrs)
+        if attrs.get("complete") is not True:
+            raise BagError(f"slide {slide}: the bag in {self.path} is incomplete (re-run the extraction)")
+        feats = np.asarray(g["features"][...])
+        coords = np.asarray(g["coords"][...])
+        if feats.ndim != 2 or len(feats) == 0:
+            raise BagError(f"slide {slide}: empty bag (features shape {feats.shape}) in {self.path}")
+        if not np.isfinite(feats).all():
+            raise BagError(f"slide {slide}: {int((~np.isfinite(feats)).any(1).sum())} tiles have NaN/inf features in {self.path}")
+        return Bag(torch.from_numpy(feats.astype(np.float32)), torch.from_numpy(coords), attrs.get("label"), slide, attrs)
+
+
+# -- feature extraction ----------------------------------------------------------------------------
+class TileStatsExtractor(nn.Module):
+    """Fixed, deterministic tile features for tests and recipes (no training, no download).
+
+    ``[B, 3, H, W]`` in ``[0, 1]`` -> ``[B, 6 + width]``: per-channel mean and standard deviation,
+    followed by the spatially averaged responses of a two-layer conv net (5x5 stride 2 -> ReLU ->
+    3x3 stride 2 -> ReLU) whose weights are drawn once from ``seed`` and kept as buffers. It is a
+    texture/colour descriptor, not a pathology foundation model: on real slides use a real encoder.
+    """
+
+    def __init__(self, width: int = 26, seed: int = 0) -> None:
+        super().__init__()
+        self.width, self.seed = width, seed
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("w1", torch.randn(16, 3, 5, 5, generator=g) * (2 / 75) ** 0.5)
+        self.register_buffer("w2", torch.randn(width, 16, 3, 3, generator=g) * (2 / 144) ** 0.5)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"width": self.width, "seed": self.seed}
+
+    def forward(self, x: Tensor) -> Tensor:
+        stats = torch.cat([x.mean((2, 3)), x.std((2, 3))], 1)
+        h = torch.relu(torch.nn.functional.conv2d(x - 0.5, self.w1, stride=2))
+        h = torch.relu(torch.nn.functional.conv2d(h, self.w2, stride=2))
+        return torch.cat([stats, h.mean((2, 3))], 1)
+
+
+def _encoder_identity(encoder: nn.Module, name: str | None) -> tuple[str, dict[str, Any]]:
+    spec = getattr(encoder, "pretrained_spec", None)
+    if callable(spec):
+        return name or type(encoder).__name__, dict(spec())
+    if getattr(encoder, "encoder_name", None):
+        return name or str(encoder.encoder_name), dict(getattr(encoder, "encoder_kwargs", {}))
+    return name or type(encoder).__name__, dict(getattr(encoder, "config", {}))
+
+
+def _resolve_encoder(encoder: str | nn.Module, encoder_kwargs: Mapping[str, Any] | None) -> tuple[nn.Module, str, dict[str, Any]]:
+    if isinstance(encoder, nn.Module):
+        name, cfg = _encoder_identity(encoder, None)
+        return encoder, name, cfg
+    if encoder in ("tile-stats", "tile_stats"):
+        m = TileStatsExtractor(**(encoder_kwargs or {}))
+        return m, "tile-stats", m.config
+    from chanformer.encoders import create_encoder
+
+    m = create_encoder(encoder, **(encoder_kwargs or {}))
+    return m, encoder, dict(encoder_kwargs or {})
+
+
+def _embed(encoder: nn.Module, tiles: Tensor, vocab: ChannelVocab | None) -> Tensor:
+    """Tiles ``[B, 3, H, W]`` float -> features ``[B, D]`` (chanformer encoders get a ChannelBatch)."""
+    from chanformer.encoders import Encoder
+
+    if isinstance(encoder, Encoder):
+        from chanformer.batch import ChannelBatch
+
+        voc = vocab or getattr(encoder, "vocab", None) or rgb_vocab()
+        ids = torch.tensor(voc.ids(list(RGB_KEYS)), device=tiles.device).expand(tiles.shape[0], 3)
+        mask = torch.ones(tiles.shape[0], 3, dtype=torch.bool, device=tiles.device)
+        return encoder(ChannelBatch(tiles, ids.contiguous(), mask))
+    out = encoder(tiles)
+    if out.ndim > 2:
+        out = out.flatten(1)
+    return out
+
+
+@dataclass
+class ExtractionReport:
+    """What :func:`extract_features` did: slides written and skipped, tiles, throughput."""
+
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    n_tiles: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tiles_per_s(self) -> float:
+        return self.n_tiles / self.seconds if self.seconds > 0 else 0.0
+
+
+def extract_features(
+    slides: Sequence[str | os.PathLike[str]],
+    store: str | os.PathLike[str] | BagStore,
+    encoder: str | nn.Module = "tile-stats",
+    *,
+    encoder_kwargs: Mapping[str, Any] | None = None,
+    labels: Mapping[str, int] | None = None,
+    tile_size: int = 256,
+    level: int = 0,
+    min_tissue: float = 0.5,
+    grids: Mapping[str, TileGrid] | None = None,
+    batch_size: int = 64,
+    transform: Callable[[Tensor], Tensor] | None = None,
+    vocab: ChannelVocab | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    on_slide_done: Callable[[str], None] | None = None,
+) -> ExtractionReport:
+    """Run an encoder over the tissue tiles of every slide and write one bag per slide.
+
+    Resumable: slides that already have a complete bag are skipped, leftovers of a killed write
+    are deleted first.
+
+    Args:
+        slides: slide files or folders of slides.
+        store: bag store path (created if needed; an existing one must match the encoder settings).
+        encoder: ``"tile-stats"`` (:class:`TileStatsExtractor`), a registered chanformer encoder
+            name (tiles arrive as a :class:`~chanformer.batch.ChannelBatch` with channels
+            ``rgb/R``, ``rgb/G``, ``rgb/B``), or any module (chanformer encoders likewise; other
+            modules get ``[B, 3, H, W]`` float tensors in ``[0, 1]``) returning ``[B, D]``.
+        encoder_kwargs: arguments of the named encoder.
+        labels: ``{slide: class index}`` stored with each bag (``None``: unlabelled).
+        tile_size / level / min_tissue: tiling (see :func:`~chanformer.datasets.wsi.tile_slide`).
+        grids: precomputed tile grids by slide name (``chanformer wsi tile`` output).
+        batch_size: tiles per encoder call.
+        transform: applied to each ``[B, 3, H, W]`` float batch before the encoder (e.g. normalisation).
+        vocab: vocabulary that maps ``rgb/*`` keys to the encoder's channel ids.
+        device: where the encoder runs.
+        progress: show a rich progress bar.
+        on_slide_done: called with the slide name after its bag is complete.
+    """
+    store = store if isinstance(store, BagStore) else BagStore(store)
+    module, name, cfg = _resolve_encoder(encoder, encoder_kwargs)
+    module = module.to(device).eval()
+    paths = list(iter_slides(slides))
+    if not paths:
+        raise FileNotFoundError(f"extract_features(slides=...): no slide files in {[str(s) for s in slides]}")
+    store.init(encoder=name, encoder_config=cfg, tile_size=tile_size, level=level)
+    store.clean()
+    done = set(store.slides())
+    report = ExtractionReport()
+    todo = [p for p in paths if _name(p) not in done]
+    report.skipped = [_name(p) for p in paths if _name(p) in done]
+    feature_dim = store.attrs.get("feature_dim")
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        slide_task = bar.add_task("slides", total=len(paths), completed=len(report.skipped))
+        tile_task = bar.add_task("tiles", total=0)
+        for path in todo:
+            with Slide(path) as slide:
+                grid = grids.get(slide.name) if grids else None
+                grid = grid or tile_slide(slide, tile_size, level, min_tissue=min_tissue)
+                label = None if labels is None else labels.get(slide.name)
+                if labels is not None and label is None:
+                    raise KeyError(f"slide {slide.name}: no label in the labels table")
+                bar.reset(tile_task, total=len(grid), description=f"tiles of {slide.name}")
+                t0 = time.perf_counter()
+                chunks = []
+                with torch.inference_mode():
+                    for start in range(0, len(grid), batch_size):
+                        coords = grid.coords[start : start + batch_size]
+                        tiles = slide.read_tiles(coords, grid.tile_size, grid.level)
+                        x = torch.from_numpy(tiles).to(device).permute(0, 3, 1, 2).float().div_(255)
+                        if transform is not None:
+                            x = transform(x)
+                        chunks.append(_embed(module, x, vocab).float().cpu().numpy())
+                        bar.advance(tile_task, len(coords))
+                feats = np.concatenate(chunks)
+                report.seconds += time.perf_counter() - t0
+                if feature_dim is not None and feats.shape[1] != feature_dim:
+                    raise BagError(f"slide {slide.name}: encoder gives {feats.shape[1]} features, the store holds {feature_dim}")
+                store.write_bag(slide.name, feats, grid.coords, label, path=str(path), tile_size=grid.tile_size,
+                                level=grid.level, downsample=grid.downsample)  # fmt: skip
+                if feature_dim is None:
+                    feature_dim = int(feats.shape[1])
+                    _open_group(store.path, "a").attrs["feature_dim"] = feature_dim
+                report.written.append(slide.name)
+                report.n_tiles += len(grid)
+                bar.advance(slide_task)
+            if on_slide_done is not None:
+                on_slide_done(slide.name)
+    return report
+
+
+# -- datasets -------------------------------------------------------------------------------------
+@dataclass
+class Bag:
+    """One slide's bag: ``features [N, D]`` float32, ``coords [N, 2]``, ``label``, ``slide`` name."""
+
+    features: Tensor
+    coords: Tensor
+    label: int | None
+    slide: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BagBatch:
+    """Padded bags: ``features [B, N, D]``, ``mask [B, N]`` (True = real tile), ``target [B]``,
+    ``coords [B, N, 2]`` and the slide names.
+    """
+
+    features: Tensor
+    mask: Tensor
+    target: Tensor | None
+    coords: Tensor
+    slides: list[str]
+
+    @property
+    def batch_size(self) -> int:
+        return self.features.shape[0]
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> BagBatch:
+        """Move every tensor to ``device`` (dtypes unchanged)."""
+
+        def mv(t: Tensor) -> Tensor:
+            return t.to(device, non_blocking=non_blocking)
+
+        target = None if self.target is None else mv(self.target)
+        return BagBatch(mv(self.features), mv(self.mask), target, mv(self.coords), self.slides)
+
+    def check_finite(self, vocab: ChannelVocab | None = None) -> BagBatch:
+        """Raise :class:`BagError` naming the slide of the first tile with NaN/inf features."""
+        bad = ~torch.isfinite(self.features).all(-1) & self.mask
+        if bad.any():
+            b, n = (int(i) for i in bad.nonzero()[0])
+            raise BagError(f"slide {self.slides[b]}: tile {n} has NaN/inf features")
+        return self
+
+    @staticmethod
+    def collate(bags: Sequence[Bag]) -> BagBatch:
+        """Pad bags of different sizes to the largest; padded rows are zero and masked out."""
+        n = max(len(b.features) for b in bags)
+        d = bags[0].features.shape[1]
+        feats = torch.zeros(len(bags), n, d)
+        coords = torch.zeros(len(bags), n, 2, dtype=torch.long)
+        mask = torch.zeros(len(bags), n, dtype=torch.bool)
+        for i, b in enumerate(bags):
+            if b.features.shape[1] != d:
+                raise BagError(f"slide {b.slide}: {b.features.shape[1]} features per tile, slide {bags[0].slide} has {d}")
+            k = len(b.features)
+            feats[i, :k], coords[i, :k], mask[i, :k] = b.features, b.coords, True
+        labels = [b.label for b in bags]
+        target = None if any(v is None for v in labels) else torch.tensor(labels, dtype=torch.long)
+        return BagBatch(feats, mask, target, coords, [b.slide for b in bags])
+
+
+class BagDataset(Dataset[Bag]):
+    """Bags of a :class:`BagStore`, loaded once into memory and checked.
+
+    Args:
+        store: the store (or its path).
+        slides: which slides (default: every complete bag).
+        max_instances: training-time cap; larger bags are randomly subsampled each time they are read.
+        seed: seed of that subsampling.
+
+    Raises:
+        BagError: empty bags, NaN features, or feature widths that differ between bags (names the slide).
+    """
+
+    def __init__(self, store: str | os.PathLike[str] | BagStore, slides: Sequence[str] | None = None,
+                 max_instances: int | None = None, seed: int = 0) -> None:  # fmt: skip
+        self.store = store if isinstance(store, BagStore) else BagStore(store)
+        names = list(slides) if slides is not None else self.store.slides()
+        if not names:
+            raise BagError(f"bag store {self.store.path} holds no complete bag")
+        self.bags = [self.store.read_bag(s) for s in names]
+        d = self.bags[0].features.shape[1]
+        for b in self.bags:
+            if b.features.shape[1] != d:
+                first = self.bags[0].slide
+                raise BagError(f"slide {b.slide}: {b.features.shape[1]} features per tile, but slide {first} has {d}")
+        self.feature_dim = d
+        self.max_instances = max_instances
+        self._rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.bags)
+
+    def __getitem__(self, i: int) -> Bag:
+        b = self.bags[i]
+        if self.max_instances and len(b.features) > self.max_instances:
+            idx = torch.from_numpy(np.sort(self._rng.choice(len(b.features), self.max_instances, replace=False)))
+            return Bag(b.features[idx], b.coords[idx], b.label, b.slide, b.attrs)
+        return b
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([-1 if b.label is None else b.label for b in self.bags])
+
+
+class BagDataModule(L.LightningDataModule):
+    """Train/val/test bags from one store, split by slide (stratified by label).
+
+    Args:
+        store: bag store path (``chanformer wsi extract --store ...``).
+        batch_size: bags per step; bags of different sizes are padded with a mask (1 = no padding).
+        val_fraction / test_fraction: share of each class held out for validation / test.
+        split_file: optional JSON ``{"train": [...], "val": [...], "test": [...]}`` of slide names.
+        num_classes: default: ``max(label) + 1``.
+        max_instances: random subsample of larger training bags (None = all tiles).
+        normalize: standardise every feature with the mean/std of the training tiles.
+        seed: split and shuffling seed.
+    """
+
+    def __init__(
+        self,
+        store: str = "runs/wsi/bags.zarr",
+        batch_size: int = 1,
+        val_fraction: float = 0.25,
+        test_fraction: float = 0.25,
+        split_file: str | None = None,
+        num_classes: int | None = None,
+        max_instances: int | None = None,
+        normalize: bool = True,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.store = BagStore(store)
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        full = BagDataset(self.store)
+        labels = full.labels
+        if (labels < 0).any():
+            bad = full.bags[int(np.argmax(labels < 0))].slide
+            raise BagError(f"slide {bad}: bag has no label (pass labels= when extracting)")
+        self._num_classes = num_classes or int(labels.max()) + 1
+        self.feature_dim = full.feature_dim
+        names = [b.slide for b in full.bags]
+        if split_file:
+            split = json.loads(Path(split_file).read_text())
+            parts = {k: [names.index(s) for s in split.get(k, [])] for k in ("train", "val", "test")}
+        else:
+            from chanformer.datasets.datamodule import stratified_split
+
+            rest, test = stratified_split(labels, test_fraction, seed) if test_fraction > 0 else (np.arange(len(labels)), [])
+            tr, va = stratified_split(labels[rest], val_fraction / max(1e-9, 1 - test_fraction), seed + 1) if val_fraction > 0 \
+                else (np.arange(len(rest)), np.zeros(0, int))  # fmt: skip
+            parts = {"train": list(rest[tr]), "val": list(rest[va]), "test": list(test)}
+        self.splits = {k: [names[i] for i in v] for k, v in parts.items()}
+        sub = {k: [full.bags[i] for i in v] for k, v in parts.items()}
+        if normalize and sub["train"]:
+            tiles = torch.cat([b.features for b in sub["train"]])
+            mean, std = tiles.mean(0), tiles.std(0).clamp_min(1e-6)
+            sub = {k: [Bag((b.features - mean) / std, b.coords, b.label, b.slide, b.attrs) for b in v] for k, v in sub.items()}
+        self.datasets: dict[str, BagDataset | None] = {}
+        for k, bags in sub.items():
+            if not bags:
+                self.datasets[k] = None
+                continue
+            ds = BagDataset.__new__(BagDataset)
+            ds.store, ds.bags, ds.feature_dim, ds._rng = self.store, bags, full.feature_dim, np.random.default_rng(seed)
+            ds.max_instances = max_instances if k == "train" else None
+            self.datasets[k] = ds
+
+    @property
+    def num_classes(self) -> int:
+        return self._num_classes
+
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec(num_classes=self.num_classes, class_names=[str(i) for i in range(self.num_classes)],
+                        feature_dim=self.feature_dim)  # fmt: skip
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        ds = self.datasets.get(split)
+        if ds is None:
+            return []  # type: ignore[return-value]
+        from chanformer.datasets.datamodule import EpochShuffleSampler
+
+        return DataLoader(ds, batch_size=self.batch_size, collate_fn=BagBatch.collate, num_workers=self.num_workers,
+                          sampler=EpochShuffleSampler(len(ds), self.seed) if shuffle else None)  # fmt: skip
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+
+def read_grids(directory: str | os.PathLike[str]) -> dict[str, TileGrid]:
+    """Tile grids written by ``chanformer wsi tile`` (``<slide>.tiles.json`` files) by slide name."""
+    out = {}
+    for p in sorted(Path(directory).glob("*.tiles.json")):
+        g = TileGrid.from_json(json.loads(p.read_text()))
+        out[g.slide] = g
+    return out
+
+
+__all__ += ["ExtractionReport", "read_grids", "SlideReadError"]
