@@ -59,6 +59,13 @@ def test_fit_exports_and_tests(tmp_path):
     enc = load_pretrained(tmp_path / "export")
     assert enc.encoder_name == "softs_test" and enc.vocab is not None and len(enc.vocab) == 6
     assert list(tmp_path.rglob("last.ckpt")) and not list(tmp_path.rglob("*.tmp"))
+    # `chanformer test` reloads the checkpoint and, when asked, writes a channel-importance chart
+    plot = tmp_path / "importance.png"
+    ckpt = next(tmp_path.rglob("last.ckpt"))
+    proc = _cli("test", "--config", TINY, f"--ckpt_path={ckpt}", f"--importance_plot={plot}",
+                f"--trainer.default_root_dir={tmp_path}")
+    assert "test/acc" in proc.stdout or plot.is_file()
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 5000
 
 
 def test_resume_after_kill_matches_uninterrupted(tmp_path):
