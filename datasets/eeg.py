@@ -5,7 +5,8 @@
   EEG onto the 10-05 vocabulary (``FP1``, ``Fp1``, ``EEG Fp1-Ref`` -> ``eeg/Fp1``), sEEG/ECoG
   contacts onto subject-scoped keys ``ieeg/<subject>/<name>`` added to the vocabulary.
 * :class:`EEGWindowDataset` cuts event-locked trials or fixed-length windows (dropping windows
-  that overlap ``BAD_*`` annotations) from a list of recordings; values in volts.
+  that overlap ``BAD_*`` annotations) from a list of recordings; values in volts, optionally
+  re-referenced (common average, or bipolar pairs of neighbouring contacts, :func:`bipolar_pairs`).
 * :class:`EEGDataModule` splits them by recording or by window.
 """
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "EEGWindowDataset",
+    "bipolar_pairs",
     "channel_keys",
     "channel_map",
     "euclidean_alignment",
@@ -38,6 +40,9 @@ __all__ = [
 ]
 
 DATA_TYPES = ("eeg", "seeg", "ecog")
+IEEG_TYPES = ("seeg", "ecog")
+REFERENCES = ("none", "average", "bipolar")
+_CONTACT = re.compile(r"^(?P<prefix>.*\D)(?P<index>\d+)$")
 
 
 def read_recording(path: str | os.PathLike[str], *, preload: bool = True) -> mne.io.BaseRaw:
@@ -132,6 +137,69 @@ def channel_keys(
     return list(channel_map(raw, vocab, subject=subject, on_unknown=on_unknown, picks=picks).values())
 
 
+def bipolar_pairs(ch_names: Sequence[str]) -> list[tuple[str, str]]:
+    """Neighbouring contacts ``(anode, cathode)`` on the same shaft/grid, inferred from names.
+
+    A name is a prefix containing a letter followed by an integer index (``LA1``, ``POL X12``,
+    ``RH01``); contact ``n`` pairs with ``n + 1`` of the same prefix (``LA1-LA2``, ``LA2-LA3``,
+    ...). Gaps break the chain; names without an index are left out. Pairs come grouped by
+    prefix (in order of first appearance), by index within a prefix.
+    """
+    by_prefix: dict[str, dict[int, str]] = {}
+    for name in ch_names:
+        m = _CONTACT.match(name.strip())
+        if m is None or not re.search(r"[A-Za-z]", m["prefix"]):
+            continue
+        by_prefix.setdefault(m["prefix"], {}).setdefault(int(m["index"]), name)
+    pairs: list[tuple[str, str]] = []
+    for contacts in by_prefix.values():
+        pairs += [(contacts[i], contacts[i + 1]) for i in sorted(contacts) if i + 1 in contacts]
+    return pairs
+
+
+def _finite_loc(ch: dict) -> np.ndarray | None:
+    loc = np.asarray(ch["loc"][:3], dtype=float)
+    return loc if np.isfinite(loc).all() and loc.any() else None
+
+
+def _bipolar_reference(raw: mne.io.BaseRaw, picks: Sequence[str], src: str) -> mne.io.BaseRaw:
+    """Replace the sEEG/ECoG contacts of ``raw`` (types in ``picks``) by bipolar pairs ``A-B``.
+
+    Each new channel keeps the anode's type; its position is the midpoint of the two contacts
+    when both have one, else unset. Contacts in no pair are dropped with a warning.
+    """
+    import mne
+
+    types = dict(zip(raw.ch_names, raw.get_channel_types()))
+    contacts = [n for n in raw.ch_names if types[n] in IEEG_TYPES and types[n] in picks]
+    if not contacts:
+        return raw
+    pairs = [(a, b) for a, b in bipolar_pairs(contacts) if types[a] == types[b]]
+    paired = {n for p in pairs for n in p}
+    unpaired = [n for n in contacts if n not in paired]
+    if unpaired:
+        warnings.warn(f"{src}: dropping iEEG contact(s) in no bipolar pair: {', '.join(unpaired)}", stacklevel=4)
+        raw.drop_channels(unpaired)
+    if not pairs:
+        return raw
+    chs = {c["ch_name"]: c for c in raw.info["chs"]}
+    infos = []
+    for a, b in pairs:
+        la, lb = _finite_loc(chs[a]), _finite_loc(chs[b])
+        loc = np.full(12, np.nan)
+        if la is not None and lb is not None:
+            loc[:3] = (la + lb) / 2
+        infos.append({"loc": loc})
+    names = [f"{a}-{b}" for a, b in pairs]
+    clash = sorted(set(names) & set(raw.ch_names))
+    if clash:
+        raise ValueError(f"{src}: bipolar channel name(s) {clash} already exist in the recording")
+    return mne.set_bipolar_reference(
+        raw, [a for a, _ in pairs], [b for _, b in pairs], ch_name=names, ch_info=infos,
+        drop_refs=True, copy=False, on_bad="ignore", verbose="error",
+    )  # fmt: skip
+
+
 def _check_integer_samples(sfreq: float, **durations: float | None) -> None:
     for name, sec in durations.items():
         if sec is None:
@@ -197,6 +265,12 @@ class EEGWindowDataset(Dataset[ChannelSample]):
             ``"drop"`` with a warning.
         require_positions: raise when a channel has no position (neither in the file nor in the
             vocabulary); otherwise missing positions are NaN in ``coords``.
+        reference: ``"none"`` (as recorded), ``"average"`` (common average of the kept channels,
+            computed per type among eeg/seeg/ecog, after bad channels are dropped) or
+            ``"bipolar"`` (sEEG/ECoG contacts replaced by neighbouring pairs from
+            :func:`bipolar_pairs`, keys ``ieeg/<subject>/<A>-<B>`` at the contacts' midpoint;
+            unpaired contacts dropped with a warning; scalp EEG is left as recorded). Applied
+            before filtering, resampling and windowing.
 
     """
 
@@ -220,7 +294,10 @@ class EEGWindowDataset(Dataset[ChannelSample]):
         on_unknown: Literal["raise", "drop"] = "raise",
         bad_channels: Literal["raise", "drop"] = "raise",
         require_positions: bool = False,
+        reference: Literal["none", "average", "bipolar"] = "none",
     ) -> None:
+        if reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
         if mode not in ("events", "windows"):
             raise ValueError(f"mode must be 'events' or 'windows', got {mode!r}")
         if mode == "events" and not label_map:
@@ -238,7 +315,7 @@ class EEGWindowDataset(Dataset[ChannelSample]):
         self.picks, self.ch_types, self.resample = tuple(picks), dict(ch_types or {}), resample
         self.l_freq, self.h_freq, self.ea = l_freq, h_freq, euclidean_alignment
         self.on_unknown, self.bad_channels = on_unknown, bad_channels
-        self.require_positions = require_positions
+        self.require_positions, self.reference = require_positions, reference
 
         raws = [r if not isinstance(r, (str, os.PathLike)) else read_recording(r) for r in recordings]
         self.sources = [str(r) if isinstance(r, (str, os.PathLike)) else _source_name(r) for r in recordings]
@@ -291,11 +368,17 @@ class EEGWindowDataset(Dataset[ChannelSample]):
             raw.set_channel_types(types, on_unit_change="ignore", verbose="error")
         if self.mode == "events":
             _stim_to_annotations(raw)
+        if self.reference == "bipolar":
+            raw = _bipolar_reference(raw, self.picks, src)
         cmap = channel_map(raw, self.vocab, on_unknown=self.on_unknown, picks=self.picks, source=src)
         if not cmap:
             raise ValueError(f"{src}: no channels of type {'/'.join(self.picks)} with a known identity")
         raw.pick(list(cmap), verbose="error")
         cmap = self._check_bad_channels(raw, src, cmap)
+        if self.reference == "average":
+            present = set(raw.get_channel_types())
+            for kind in (k for k in DATA_TYPES if k in present):
+                raw.set_eeg_reference("average", ch_type=kind, projection=False, verbose="error")
         if self.l_freq is not None or self.h_freq is not None:
             raw.filter(self.l_freq, self.h_freq, picks="all", verbose="error")
         if raw.info["sfreq"] != self.sfreq:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -10,6 +11,7 @@ from torch.utils.data import Subset
 from chanformer.channels import ChannelVocab
 from chanformer.datasets.datamodule import ChannelDataModule
 from chanformer.datasets.eeg import DATA_TYPES, EEGWindowDataset
+from chanformer.datasets.eeg_cache import CachedWindowDataset, cache_key, cache_windows, is_complete
 from chanformer.spec import DataSpec
 
 __all__ = ["EEGDataModule"]
@@ -22,6 +24,11 @@ class EEGDataModule(ChannelDataModule):
     between splits); ``"window"`` splits windows at random. The recordings are read when
     ``setup``, ``vocab`` or ``spec`` is first used (iEEG keys join the vocabulary then).
     Other arguments are those of :class:`EEGWindowDataset`.
+
+    ``cache_dir``: cut the windows once into a Zarr store ``<cache_dir>/eeg-<hash>.zarr``
+    (:func:`~chanformer.datasets.eeg_cache.cache_windows`) and read them lazily from it
+    (:class:`~chanformer.datasets.eeg_cache.CachedWindowDataset`) from then on. The hash covers
+    the dataset arguments and each file's path, size and mtime, so changing either rebuilds it.
     """
 
     def __init__(
@@ -41,6 +48,8 @@ class EEGDataModule(ChannelDataModule):
         ch_types: dict[str, str] | None = None,
         on_unknown: Literal["raise", "drop"] = "raise",
         bad_channels: Literal["raise", "drop"] = "raise",
+        reference: Literal["none", "average", "bipolar"] = "none",
+        cache_dir: str | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         split_by: Literal["recording", "window"] = "recording",
@@ -60,14 +69,29 @@ class EEGDataModule(ChannelDataModule):
             mode=mode, label_map=label_map, tmin=tmin, tmax=tmax, window_s=window_s, stride_s=stride_s,
             resample=resample, l_freq=l_freq, h_freq=h_freq, euclidean_alignment=euclidean_alignment,
             picks=tuple(picks or DATA_TYPES), ch_types=ch_types, on_unknown=on_unknown,
-            bad_channels=bad_channels,
+            bad_channels=bad_channels, reference=reference,
         )  # fmt: skip
-        self._dataset: EEGWindowDataset | None = None
+        self.cache_dir = cache_dir
+        self._dataset: EEGWindowDataset | CachedWindowDataset | None = None
 
     @property
-    def dataset(self) -> EEGWindowDataset:
+    def cache_path(self) -> Path | None:
+        """Zarr store of the windows for the current arguments and files (``None`` without ``cache_dir``)."""
+        if self.cache_dir is None:
+            return None
+        return Path(self.cache_dir) / f"eeg-{cache_key(self.paths, self._kw)}.zarr"
+
+    @property
+    def dataset(self) -> EEGWindowDataset | CachedWindowDataset:
         if self._dataset is None:
-            self._dataset = EEGWindowDataset(self.paths, **self._kw)  # type: ignore[arg-type]
+            path = self.cache_path
+            if path is None:
+                self._dataset = EEGWindowDataset(self.paths, **self._kw)  # type: ignore[arg-type]
+            else:
+                if not is_complete(path):
+                    source = EEGWindowDataset(self.paths, **self._kw)  # type: ignore[arg-type]
+                    cache_windows(source, path, overwrite=True)
+                self._dataset = CachedWindowDataset(path)
         return self._dataset
 
     @property
