@@ -32,14 +32,15 @@ def backend(device: torch.device | None = None) -> Backend:
             raise ValueError(f"CHANFORMER_KERNELS={env!r}: expected 'auto', 'triton' or 'torch'")
         choice = env if env != "auto" else None  # type: ignore[assignment]
     on_cuda = device is not None and device.type == "cuda"
-    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
     if choice == "torch":
         return "torch"
     if choice == "triton":
         if not triton_available():
             raise RuntimeError("CHANFORMER_KERNELS=triton but triton is not installed (pip install 'chanformer[triton]')")
         return "triton"
-    return "triton" if triton_available() and (on_cuda or interpreted) else "torch"
+    # Automatic choice: Triton only on CUDA. The CPU interpreter (TRITON_INTERPRET=1) is for tests
+    # and runs only when Triton is forced.
+    return "triton" if triton_available() and on_cuda else "torch"
 
 
 @contextlib.contextmanager

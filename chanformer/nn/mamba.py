@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from chanformer.kernels.selective_scan import selective_scan as dispatched_selective_scan
 from chanformer.nn.selective_scan import selective_scan
 
 __all__ = ["BidirectionalMamba", "Mamba", "MambaLayer"]
@@ -116,6 +117,13 @@ class Mamba(nn.Module):
         dt, b, c = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = F.linear(dt, self.dt_proj.weight).transpose(1, 2)  # [B, d_inner, L], bias added in the scan
         scan = self.scan
+        if scan == "auto" and hidden.is_cuda:
+            # GPU: the dispatcher runs the Triton kernel when available, the chunked scan otherwise.
+            y = dispatched_selective_scan(
+                x, dt, -torch.exp(self.A_log), b.transpose(1, 2), c.transpose(1, 2), self.D,
+                z=z, delta_bias=self.dt_proj.bias, delta_softplus=True,
+            )  # fmt: skip
+            return self.out_proj(cast(Tensor, y).transpose(1, 2))
         if scan == "auto":
             big_steps = hidden.shape[0] * self.d_inner * self.d_state > _BIG_STEP
             loop = big_steps and (length < _LONG or torch.is_grad_enabled())

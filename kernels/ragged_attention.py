@@ -1,0 +1,123 @@
+"""Attention over ragged channel tokens: ``[B, H, C * P, hd]`` with padded channels masked.
+
+``o[i] = sum_j softmax_j(scale q[i] . k[j] + (0 if key_mask[j] else -inf)) v[j]``
+
+The reference is :func:`torch.nn.functional.scaled_dot_product_attention` with the boolean
+key-padding mask ``[B, 1, 1, L]`` (what :class:`chanformer.nn.transformer.MaskedSelfAttention`
+runs). The Triton kernels (:mod:`chanformer.kernels._ragged_attention_triton`) are a flash-attention
+forward and a FlashAttention-2 style backward that skip key blocks made only of padding.
+Queries with no real key get a zero output and zero gradient (SDPA gives NaN there).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from chanformer.kernels._triton import interpreting, use_triton
+
+__all__ = [
+    "ragged_attention", "ragged_attention_bwd", "ragged_attention_fwd", "ragged_attention_reference", "ragged_attention_triton",
+]
+
+
+def _check(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor) -> None:
+    if q.ndim != 4 or k.shape != q.shape or v.shape != q.shape:
+        raise ValueError(f"ragged_attention(): q, k, v must share one [B, H, L, hd] shape, got {q.shape}, {k.shape}, {v.shape}")
+    if key_mask.shape != (q.shape[0], q.shape[2]) or key_mask.dtype != torch.bool:
+        raise ValueError(
+            f"ragged_attention(key_mask=...) must be bool [B, L]={(q.shape[0], q.shape[2])}, "
+            f"got {key_mask.dtype} {tuple(key_mask.shape)}"
+        )
+
+
+def ragged_attention_reference(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor, scale: float | None = None) -> Tensor:
+    """SDPA with the boolean key-padding mask (True = real token)."""
+    _check(q, k, v, key_mask)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :], scale=scale)
+
+
+def _config(q: Tensor, key_mask: Tensor) -> tuple[int, int, int, Tensor]:
+    import triton
+
+    b, _, length, hd = q.shape
+    block_hd = max(16, triton.next_power_of_2(hd))
+    block = 64 if interpreting() else (64 if block_hd <= 64 else 32)  # untuned: no GPU yet
+    nb = -(-length // block)
+    padded = F.pad(key_mask, (0, nb * block - length)) if nb * block != length else key_mask
+    blk = padded.view(b, nb, block).any(-1).to(torch.int8).contiguous()  # key block holds a real token
+    return block, block_hd, nb, blk
+
+
+def _prec(q: Tensor) -> str:
+    return "ieee" if q.dtype == torch.float32 else "tf32"
+
+
+def ragged_attention_fwd(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+    """Launch the forward kernel on contiguous ``[B, H, L, hd]`` inputs; ``key_mask [B, L]`` bool.
+
+    Returns the output and the per-query log-sum-exp ``[B, H, L]`` (float32) for the backward pass.
+    """
+    from chanformer.kernels._ragged_attention_triton import _ragged_attn_fwd_kernel
+
+    b, h, length, hd = q.shape
+    block, block_hd, nb, blk = _config(q, key_mask)
+    o = torch.empty_like(q)
+    lse = q.new_empty(b, h, length, dtype=torch.float32)
+    _ragged_attn_fwd_kernel[(-(-length // block), b * h)](
+        q, k, v, key_mask.to(torch.int8).contiguous(), blk, o, lse, h, length, hd, nb, scale,
+        BLOCK_M=block, BLOCK_N=block, BLOCK_HD=block_hd, PREC=_prec(q),
+    )
+    return o, lse
+
+
+def ragged_attention_bwd(
+    q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor, o: Tensor, lse: Tensor, do: Tensor, scale: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Launch the backward kernels; returns ``dq, dk, dv``."""
+    from chanformer.kernels._ragged_attention_triton import _ragged_attn_bwd_dkdv_kernel, _ragged_attn_bwd_dq_kernel
+
+    b, h, length, hd = q.shape
+    block, block_hd, nb, blk = _config(q, key_mask)
+    do = do.contiguous()
+    delta = (o.float() * do.float()).sum(-1).contiguous()  # [B, H, L]
+    mask8 = key_mask.to(torch.int8).contiguous()
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    meta = dict(BLOCK_M=block, BLOCK_N=block, BLOCK_HD=block_hd, PREC=_prec(q))
+    _ragged_attn_bwd_dkdv_kernel[(nb, b * h)](q, k, v, mask8, blk, do, lse, delta, dk, dv, h, length, hd, nb, scale, **meta)
+    grid = (-(-length // block), b * h)
+    _ragged_attn_bwd_dq_kernel[grid](q, k, v, mask8, blk, do, lse, delta, dq, h, length, hd, nb, scale, **meta)
+    return dq, dk, dv
+
+
+class _RaggedAttentionFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, key_mask, scale):  # type: ignore[no-untyped-def]
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        o, lse = ragged_attention_fwd(q, k, v, key_mask, scale)
+        ctx.save_for_backward(q, k, v, key_mask, o, lse)
+        ctx.scale = scale
+        return o
+
+    @staticmethod
+    def backward(ctx, do):  # type: ignore[no-untyped-def]
+        q, k, v, key_mask, o, lse = ctx.saved_tensors
+        dq, dk, dv = ragged_attention_bwd(q, k, v, key_mask, o, lse, do, ctx.scale)
+        return dq, dk, dv, None, None
+
+
+def ragged_attention_triton(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor, scale: float | None = None) -> Tensor:
+    """The Triton path without dispatch (CUDA, or CPU under ``TRITON_INTERPRET=1``)."""
+    _check(q, k, v, key_mask)
+    scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
+    return _RaggedAttentionFn.apply(q, k, v, key_mask, scale)
+
+
+def ragged_attention(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor, scale: float | None = None) -> Tensor:
+    """Attention over ``[B, H, L, hd]`` tokens where ``key_mask [B, L]`` (bool, True = real) marks
+    padding; Triton when :func:`chanformer.kernels.backend` allows, SDPA otherwise.
+    """
+    if use_triton(q, k, v, key_mask):
+        return ragged_attention_triton(q, k, v, key_mask, scale)
+    return ragged_attention_reference(q, k, v, key_mask, scale)
