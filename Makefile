@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	# Pin torch first: 2.13.0 is the CPU build on this machine's disk (a looser pin pulls CUDA wheels).
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	# Optional: espeak-ng voices make the speech recipes' offline data; tests skip without it.
+	command -v espeak-ng >/dev/null || (apt-get install -y -q espeak-ng >/dev/null 2>&1 || true)
 	touch $(STAMP)
 
 demo: setup

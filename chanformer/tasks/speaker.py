@@ -1,0 +1,214 @@
+"""Speaker verification: ECAPA-TDNN on log-mel features, additive angular margin softmax,
+cosine scoring of trial lists (EER, minDCF, optional s-norm) at the end of val/test epochs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+
+from chanformer.batch import ChannelBatch
+from chanformer.eval.verification import compute_eer, compute_min_dcf, cosine_scores, s_norm
+from chanformer.hub import save_pretrained
+from chanformer.tasks.base import ChannelTask
+from chanformer.transforms.audio import Fbank, sentence_mean_norm
+
+__all__ = ["AAMSoftmax", "SpeakerVerificationTask"]
+
+
+class AAMSoftmax(nn.Module):
+    """Additive angular margin softmax (ArcFace; SpeechBrain's ``AdditiveAngularMargin`` with
+    ``easy_margin=False``): target logit ``s cos(theta + m)``, others ``s cos(theta)``, where
+    ``theta`` is the angle between the normalised embedding and the normalised class weight.
+    Past ``theta > pi - m`` the target logit is ``s (cos theta - m sin m)`` to stay monotonic.
+    """
+
+    def __init__(self, embed_dim: int, num_classes: int, margin: float = 0.2, scale: float = 30.0) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_classes, embed_dim))
+        nn.init.xavier_uniform_(self.weight)
+        self.margin, self.scale = float(margin), float(scale)
+
+    def cosine(self, emb: Tensor) -> Tensor:
+        return F.linear(F.normalize(emb, dim=-1), F.normalize(self.weight, dim=-1))
+
+    def logits(self, emb: Tensor, target: Tensor | None = None) -> Tensor:
+        cos = self.cosine(emb)
+        if target is None or self.margin == 0:
+            return self.scale * cos
+        m = self.margin
+        sin = torch.sqrt((1.0 - cos.pow(2)).clamp(0.0, 1.0))
+        phi = cos * math.cos(m) - sin * math.sin(m)
+        phi = torch.where(cos > math.cos(math.pi - m), phi, cos - math.sin(math.pi - m) * m)
+        onehot = F.one_hot(target, cos.shape[1]).to(cos.dtype)
+        return self.scale * (onehot * phi + (1 - onehot) * cos)
+
+    def forward(self, emb: Tensor, target: Tensor) -> Tensor:
+        return F.cross_entropy(self.logits(emb, target), target)
+
+
+class SpeakerVerificationTask(ChannelTask):
+    """ECAPA-TDNN speaker embeddings trained with AAM-softmax on speaker identities.
+
+    Batches hold waveforms ``[B, C, L]`` (microphones as channels; the first present one is
+    used). Log-mel features (:class:`~chanformer.transforms.audio.Fbank`, ``n_mels`` = the
+    encoder's ``input_size``, SpeechBrain conventions) and sentence mean normalisation are
+    computed on the batch's device inside the task.
+
+    Validation/test batches carry utterance indices of the datamodule's ``val_trials`` /
+    ``test_trials`` (:class:`~chanformer.datasets.speech.VerificationTrials`); at epoch end the
+    trials are cosine-scored and ``eer``, ``min_dcf`` (and with ``score_norm="snorm"``
+    ``eer_snorm``, ``min_dcf_snorm``) are logged. The s-norm cohort is the AAM class weights,
+    i.e. one prototype per training speaker.
+
+    Args:
+        margin / scale: AAM-softmax margin (radians) and scale.
+        p_target / c_miss / c_fa: minDCF operating point.
+        score_norm: ``"none"`` or ``"snorm"`` (also report s-normalised scores).
+        cohort_top_k: adaptive s-norm: keep the ``top_k`` highest cohort scores.
+        **kwargs: see :class:`ChannelTask` (``encoder`` defaults to ``ecapa_tdnn_test``).
+    """
+
+    def __init__(self, *args: Any, num_classes: int | None = None, margin: float = 0.2, scale: float = 30.0,
+                 p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0, score_norm: str = "snorm",
+                 cohort_top_k: int | None = None, sample_rate: int = 16000, **kwargs: Any) -> None:
+        kwargs.setdefault("encoder", "ecapa_tdnn_test")
+        self._num_classes_arg = num_classes
+        self.margin, self.scale = margin, scale
+        self.p_target, self.c_miss, self.c_fa = p_target, c_miss, c_fa
+        if score_norm not in ("none", "snorm"):
+            raise ValueError(f"score_norm={score_norm!r}: use 'none' or 'snorm'")
+        self.score_norm, self.cohort_top_k = score_norm, cohort_top_k
+        self.sample_rate = int(sample_rate)
+        super().__init__(*args, **kwargs)
+        self.fbank = Fbank(sample_rate=self.sample_rate, n_mels=int(getattr(self.encoder, "input_size", 80)))
+        self._emb: dict[str, list[tuple[Tensor, Tensor]]] = {"val": [], "test": []}
+        self.last_scores: dict[str, dict[str, Tensor]] = {}
+
+    @property
+    def num_classes(self) -> int:
+        n = self._num_classes_arg or self.data_spec.num_classes
+        if not n or n < 2:
+            raise ValueError("SpeakerVerificationTask needs num_classes >= 2 training speakers "
+                             "(set num_classes= or link data.spec)")
+        return int(n)
+
+    def configure_head(self) -> None:
+        self.aam = AAMSoftmax(self.encoder.embed_dim, self.num_classes, self.margin, self.scale)
+
+    def configure_metrics(self) -> MetricCollection:
+        return MetricCollection({})
+
+    # -- features and embeddings -------------------------------------------------------------------
+    def features(self, batch: ChannelBatch) -> Tensor:
+        """Waveforms -> mean-normalised log-mel ``[B, n_mels, T]`` (first present microphone)."""
+        if batch.values.ndim != 3:
+            raise ValueError(f"SpeakerVerificationTask expects waveforms [B, C, L], got {tuple(batch.values.shape)}")
+        first = batch.mask.float().argmax(1)
+        wav = batch.values[torch.arange(batch.batch_size, device=batch.device), first]
+        feats = sentence_mean_norm(self.fbank(wav.float()))
+        if not torch.isfinite(feats).all():
+            raise ValueError("non-finite Fbank features (NaN/Inf) in this batch")
+        return feats.transpose(1, 2)
+
+    def embed_waveforms(self, wav: Tensor) -> Tensor:
+        """``wav [B, L]`` -> speaker embeddings ``[B, D]``."""
+        feats = sentence_mean_norm(self.fbank(wav.float())).transpose(1, 2)
+        return self.encoder.embed(feats)  # type: ignore[operator]
+
+    def forward(self, batch: ChannelBatch) -> Tensor:
+        """Speaker embeddings ``[B, D]``."""
+        return self.encoder.embed(self.features(batch))  # type: ignore[operator]
+
+    def compute(self, batch: ChannelBatch) -> tuple[Tensor, Tensor, Tensor]:
+        emb = self(batch)
+        target = batch.target.long()  # type: ignore[union-attr]
+        return self.aam(emb, target), emb, target
+
+    def update_metrics(self, metrics: MetricCollection, preds: Tensor, target: Tensor, batch: ChannelBatch) -> None:
+        pass
+
+    def training_step(self, batch: ChannelBatch, batch_idx: int) -> Tensor:
+        loss = self.shared_step(batch, "train")
+        return loss
+
+    # -- verification ---------------------------------------------------------------------------------
+    def _collect(self, batch: ChannelBatch, stage: str) -> None:
+        with torch.no_grad():
+            self._emb[stage].append((batch.target.long().cpu(), self(batch).float().cpu()))  # type: ignore[union-attr]
+
+    def validation_step(self, batch: ChannelBatch, batch_idx: int) -> None:  # type: ignore[override]
+        self._collect(batch, "val")
+
+    def test_step(self, batch: ChannelBatch, batch_idx: int) -> None:  # type: ignore[override]
+        self._collect(batch, "test")
+
+    def score_trials(self, emb: Tensor, trials: Any) -> dict[str, float]:
+        """EER/minDCF of ``trials`` (:class:`VerificationTrials`) given embeddings ``[N_files, D]``."""
+        e, t, y = trials.pair_indices()
+        out: dict[str, Tensor] = {"raw": cosine_scores(emb[e], emb[t])}
+        if self.score_norm == "snorm":
+            out["snorm"] = s_norm(emb[e], emb[t], self.aam.weight.detach().float().cpu(), self.cohort_top_k)
+        res: dict[str, float] = {}
+        for name, s in out.items():
+            sfx = "" if name == "raw" else "_snorm"
+            res["eer" + sfx] = compute_eer(s, y)[0]
+            res["min_dcf" + sfx] = compute_min_dcf(s, y, self.p_target, self.c_miss, self.c_fa)[0]
+        self.last_scores[getattr(trials, "path", "trials").__str__()] = out | {"labels": y}
+        return res
+
+    def _finish(self, stage: str) -> None:
+        items, self._emb[stage] = self._emb[stage], []
+        dm = getattr(self.trainer, "datamodule", None)
+        trials = getattr(dm, f"{stage}_trials", None)
+        if not items or trials is None:
+            return
+        idx = torch.cat([i for i, _ in items])
+        emb = torch.cat([x for _, x in items])
+        full = torch.zeros(len(trials.files), emb.shape[1])
+        seen = torch.zeros(len(trials.files), dtype=torch.bool)
+        full[idx], seen[idx] = emb, True
+        if not bool(seen.all()):  # sanity-check runs see only part of the files
+            e, t, _ = trials.pair_indices()
+            if not bool((seen[e] & seen[t]).any()):
+                return
+        try:
+            res = self.score_trials(full, _SubsetTrials(trials, seen) if not bool(seen.all()) else trials)
+        except ValueError:  # a partial pass (sanity check) may lack target or non-target trials
+            if bool(seen.all()):
+                raise
+            return
+        for k, v in res.items():
+            self.log(f"{stage}/{k}", v, prog_bar=k == "eer", sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish("test")
+
+    def predict_step(self, batch: ChannelBatch, batch_idx: int) -> Tensor:
+        return self(batch)
+
+    def on_fit_end(self) -> None:
+        if self.trainer.is_global_zero:  # the encoder reads mel bins, so export its mel vocabulary
+            path = save_pretrained(self.encoder, self.export_path(), vocab=self.encoder.vocab)
+            self.print(f"exported {type(self.encoder).__name__} to {path}")
+
+
+class _SubsetTrials:
+    """Trials restricted to pairs whose two files were embedded (Lightning's sanity check)."""
+
+    def __init__(self, trials: Any, seen: Tensor) -> None:
+        e, t, y = trials.pair_indices()
+        keep = seen[e] & seen[t]
+        self._idx = (e[keep], t[keep], y[keep])
+        self.path = trials.path
+
+    def pair_indices(self) -> tuple[Tensor, Tensor, Tensor]:
+        return self._idx
