@@ -318,3 +318,16 @@ def test_segment_encoder_is_rmsnorm_then_linear():
     coeffs = torch.cat(wavedec(x), -1)
     want = F.linear(F.rms_norm(coeffs, (coeffs.shape[-1],), enc.norm.weight, 1e-5), enc.proj.weight)
     torch.testing.assert_close(enc(x), want)
+
+
+def test_trains_with_64_channels_by_25_segments():
+    """N = 64 x 25 = 1600 tokens: one [B, H, N, N] score tensor per layer keeps this trainable on CPU."""
+    from chanformer import ChannelBatch, create_encoder
+
+    enc = create_encoder("mvpformer_test", n_channels=64, n_positions=25)
+    s = enc.segment_samples
+    batch = ChannelBatch(torch.randn(1, 64, 25 * s), torch.arange(64)[None], torch.ones(1, 64, dtype=torch.bool))
+    feats = enc.forward_features(batch)
+    assert feats.shape[:3] == (1, 25, 64)
+    feats.pow(2).mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in enc.parameters() if p.requires_grad)
