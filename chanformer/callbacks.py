@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from chanformer.channels import write_text_atomic
+from chanformer.io import write_text_atomic
 
 __all__ = ["RankConsistencyCheck", "parameter_digest"]
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from chanformer.io import write_text_atomic
 
 __all__ = [
     "Channel",
@@ -26,7 +27,6 @@ __all__ = [
     "eeg_1005_vocab",
     "sentinel2_vocab",
     "series_vocab",
-    "write_text_atomic",
 ]
 
 
@@ -208,19 +208,6 @@ def _candidates(name: str, prefix: str) -> list[str]:
     if stripped != core:
         out += [stripped, prefix + stripped]
     return out
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- standard vocabularies ----------------------------------------------------------------

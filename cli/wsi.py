@@ -89,8 +89,8 @@ def wsi_main(argv: list[str]) -> int:
 def _tile(args: argparse.Namespace, console: object) -> int:
     from rich.progress import Progress
 
-    from chanformer.channels import write_text_atomic
     from chanformer.datasets.wsi import iter_slides, tile_slide
+    from chanformer.io import write_text_atomic
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

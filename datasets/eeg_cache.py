@@ -23,8 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from torch.utils.data import Dataset
 
 from chanformer.batch import PAD_ID, ChannelSample
 from chanformer.channels import ChannelVocab
+from chanformer.io import atomic_directory
 
 __all__ = ["CACHE_FORMAT", "CachedWindowDataset", "cache_key", "cache_windows", "is_complete"]
 
@@ -65,8 +64,7 @@ def cache_windows(dataset: Any, path: PathLike, *, overwrite: bool = False) -> P
     n, t = len(dataset), int(dataset.n_times)
     c_max = max(len(k) for k in dataset.channel_keys)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_directory(path) as tmp:
         root = zarr.open_group(str(tmp), mode="w-", zarr_format=3)
 
         def array(name: str, shape: tuple[int, ...], dtype: Any, fill: Any) -> Any:
@@ -116,16 +114,6 @@ def cache_windows(dataset: Any, path: PathLike, *, overwrite: bool = False) -> P
             }
         )
         root.attrs["complete"] = True  # last: a store without it was interrupted
-        if path.exists():
-            trash = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(path, trash)
-            os.replace(tmp, path)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 

@@ -25,8 +25,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from chanformer.batch import ChannelSample
-from chanformer.channels import ChannelVocab, UnknownChannelError, write_text_atomic
+from chanformer.channels import ChannelVocab, UnknownChannelError
 from chanformer.datasets.microscopy import ImageReadError, image_channels, read_image, read_tile, stain_key
+from chanformer.io import write_text_atomic
 
 __all__ = [
     "ChannelNormalizer",

@@ -9,8 +9,6 @@ their channels, absent channels filled with NaN (dropped again when read).
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from torch.utils.data import Dataset
 
 from chanformer.batch import ChannelSample
 from chanformer.channels import ChannelVocab
+from chanformer.io import atomic_directory
 
 __all__ = ["XarrayDataset", "save_zarr"]
 
@@ -202,18 +201,6 @@ def save_zarr(
     ) in ds.coords.items():  # variable-length strings avoid zarr v3's unstable fixed-width dtype
         if coord.dtype.kind == "U":
             ds = ds.assign_coords({name: coord.astype(object)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_directory(path) as tmp:
         ds.to_zarr(tmp, mode="w-", consolidated=False)
-        if path.exists():
-            trash = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(path, trash)
-            os.replace(tmp, path)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return path

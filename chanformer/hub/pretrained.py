@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from chanformer.channels import ChannelVocab
+from chanformer.io import atomic_directory
 
 __all__ = ["FORMAT_VERSION", "load_pretrained", "model_spec", "register_model_kind", "save_pretrained"]
 
@@ -87,25 +86,13 @@ def save_pretrained(
     vocab = vocab if vocab is not None else getattr(model, "vocab", None)
     config = {"format_version": FORMAT_VERSION, "model": model_spec(model), **extra}
     json.dumps(config)  # fail before touching the disk when metadata is not JSON-able
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
-    try:
+    with atomic_directory(directory) as tmp:
+        tmp.mkdir()
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         save_file(_untie(state), str(tmp / "model.safetensors"))
         (tmp / "config.json").write_text(json.dumps(config, indent=1))
         if vocab is not None:
             vocab.save(tmp / "vocab.json")
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return directory
 
 
