@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from chanformer.kernels._triton import use_triton
+
 __all__ = ["MultiVariateParallelAttention", "mvpa", "relative_channel_index", "relative_time_index"]
 
 
@@ -243,7 +245,13 @@ class MultiVariateParallelAttention(nn.Module):
         k, v = self.kv_proj(x).view(b, t, c, 2, h_kv, hd).permute(3, 0, 4, 1, 2, 5).unbind(0)
         time_keys = self.time_proj(time_table).view(t, h_kv, hd).transpose(0, 1)
         chan_keys = self.chan_proj(chan_table).view(-1, h_kv, hd).transpose(0, 1)
-        out = mvpa(
+        dropout_p = self.attn_drop if self.training else 0.0
+        attend = mvpa
+        if dropout_p == 0.0 and q.dtype != torch.float64 and use_triton(x, time_table, chan_table, chan_index):
+            # Triton kernels (CUDA, or the CPU interpreter when forced): same result, no [N, N] logits.
+            # Imported here: chanformer.kernels.mvpa imports this module for its reference.
+            from chanformer.kernels.mvpa import mvpa as attend
+        out = attend(
             q,
             k,
             v,
@@ -256,7 +264,7 @@ class MultiVariateParallelAttention(nn.Module):
             key_mask=key_mask,
             window=self.window,
             scale=self.scale,
-            dropout_p=self.attn_drop if self.training else 0.0,
+            dropout_p=dropout_p,
         )
         out = out.permute(0, 2, 3, 1, 4).reshape(b, t, c, d)
         return self.proj_drop(self.out_proj(out))

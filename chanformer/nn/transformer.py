@@ -14,6 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from chanformer.kernels._triton import use_triton
+from chanformer.kernels.ragged_attention import ragged_attention
+
 __all__ = ["DropPath", "MaskedSelfAttention", "MaskedTransformerBlock", "Mlp", "run_blocks"]
 
 NORM_STYLES = ("pre", "post", "prepost")
@@ -82,10 +85,14 @@ class MaskedSelfAttention(nn.Module):
         """``x [B, L, D]``, ``key_mask [B, L]`` (True = real token, or None) -> ``[B, L, D]``."""
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        dropout_p = self.attn_drop if self.training else 0.0
+        if key_mask is not None and dropout_p == 0.0 and q.dtype != torch.float64 and use_triton(x, key_mask):
+            # Triton ragged attention (CUDA, or the CPU interpreter when forced): skips padded key blocks.
+            # Queries whose sample has no real key get 0 there (SDPA: NaN).
+            out = ragged_attention(q, k, v, key_mask.bool(), self.scale)
+            return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, d)))
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale
-        )
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=self.scale)
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, d)))
 
 

@@ -1,0 +1,108 @@
+"""The modules take the Triton kernels when allowed: encoder outputs (and gradients) equal the torch path.
+
+``MultiVariateParallelAttention`` -> :func:`chanformer.kernels.mvpa.mvpa`; ``MaskedSelfAttention`` with
+a key mask -> :func:`chanformer.kernels.ragged_attention.ragged_attention`. On CPU the kernels run under
+the Triton interpreter only when forced (``use_backend("triton")``); the default stays on PyTorch.
+"""
+
+import pytest
+import torch
+
+import chanformer.kernels.mvpa as kmvpa
+import chanformer.kernels.ragged_attention as kragged
+from chanformer.batch import ChannelBatch, ChannelSample
+from chanformer.encoders import create_encoder
+from chanformer.kernels import use_backend
+
+triton = pytest.importorskip("triton")
+INTERPRET = triton.knobs.runtime.interpret
+DEVICE = "cpu" if INTERPRET else "cuda"
+if not INTERPRET and not torch.cuda.is_available():
+    pytest.skip(
+        "needs CUDA, or TRITON_INTERPRET=1 before triton is imported (the root conftest.py sets it without CUDA)",
+        allow_module_level=True,
+    )
+pytestmark = [pytest.mark.interpreter] if INTERPRET else []
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Count launches of the Triton paths (the dispatchers look them up as module globals)."""
+    counts = {"mvpa": 0, "ragged": 0}
+
+    def spy(name, fn):
+        def wrapped(*a, **kw):
+            counts[name] += 1
+            return fn(*a, **kw)
+
+        return wrapped
+
+    monkeypatch.setattr(kmvpa, "mvpa_triton", spy("mvpa", kmvpa.mvpa_triton))
+    monkeypatch.setattr(kragged, "ragged_attention_triton", spy("ragged", kragged.ragged_attention_triton))
+    return counts
+
+
+def _perturbed(name: str, **kw):
+    torch.manual_seed(0)
+    model = create_encoder(name, **kw)
+    with torch.no_grad():  # non-trivial biases / norms, so that wrong wiring shows
+        for n, p in model.named_parameters():
+            if n.endswith("bias") or "norm" in n:
+                p.add_(0.1 * torch.randn_like(p))
+    return model.to(DEVICE)
+
+
+def _mvp_batch() -> ChannelBatch:
+    torch.manual_seed(1)
+    seg = 64
+    samples = [ChannelSample(torch.randn(3, 4 * seg), torch.tensor([0, 2, 5])),
+               ChannelSample(torch.randn(5, 4 * seg), torch.arange(5))]
+    return ChannelBatch.collate(samples).to(DEVICE)
+
+
+def _vit_batch() -> ChannelBatch:
+    torch.manual_seed(2)
+    samples = [ChannelSample(torch.randn(2, 16, 16), torch.tensor([0, 3])),
+               ChannelSample(torch.randn(4, 16, 16), torch.tensor([1, 2, 5, 7]))]
+    return ChannelBatch.collate(samples).to(DEVICE)
+
+
+def test_mvpformer_forward_and_grads_match(calls):
+    model = _perturbed("mvpformer_test", drop_rate=0.0, attn_drop_rate=0.0).train()
+    batch = _mvp_batch()
+    results = []
+    for name in ("torch", "triton"):
+        model.zero_grad()
+        with use_backend(name):  # type: ignore[arg-type]
+            tokens = model.forward_features(batch)
+            (tokens.square().mean() + model.pool(tokens, batch).sum()).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((tokens.detach(), grads))
+        if name == "torch":
+            assert calls["mvpa"] == 0
+    assert calls["mvpa"] == 2  # one per block, only under "triton"
+    (t0, g0), (t1, g1) = results
+    torch.testing.assert_close(t1, t0, atol=1e-4, rtol=1e-4)
+    assert g0.keys() == g1.keys() and len(g0) > 0
+    for n in g0:
+        torch.testing.assert_close(g1[n], g0[n], atol=1e-4, rtol=1e-4, msg=n)
+
+
+def test_channelvit_padded_forward_matches(calls):
+    model = _perturbed("channelvit_test").eval()
+    batch = _vit_batch()
+    assert not bool(batch.mask.all())  # padded channels -> key mask reaches the attention
+    with torch.no_grad():
+        ref = model.forward_features(batch)
+        assert calls["ragged"] == 0
+        with use_backend("triton"):
+            out = model.forward_features(batch)
+    assert calls["ragged"] == 2  # one per block
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_attention_dropout_in_training_keeps_torch_path(calls):
+    model = _perturbed("channelvit_test", attn_drop_rate=0.1).train()
+    with use_backend("triton"):
+        model.forward_features(_vit_batch())
+    assert calls["ragged"] == 0
