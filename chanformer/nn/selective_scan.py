@@ -67,6 +67,102 @@ def _finish(y: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None, out_dtype:
     return y.to(out_dtype)
 
 
+class _ChunkedScan(torch.autograd.Function):
+    """The core recurrence ``h[t] = exp(dt[t] A) h[t-1] + dt[t] u[t] B[t]``, ``y[t] = <C[t], h[t]>``
+    on prepared (work-dtype) tensors, chunked as in :func:`selective_scan_chunked`, with an analytic
+    backward. Returns ``(y [B, D, L], h_last [B, D, N])``.
+
+    Backward: the adjoint ``g[t] = dL/dh[t] = C[t] dy[t] + exp(dt[t+1] A) g[t+1]`` runs the same
+    chunked trick in reverse time. Within a chunk (log-decay cumsum ``S``), with ``e`` the carried
+    ``exp(dt A) g`` at the next chunk's first step::
+
+        g[i] = exp(-S[i]) * (Q[i] + exp(S[K-1]) e),   Q[i] = sum_{j >= i} exp(S[j]) C[j] dy[j]
+
+    (every weight ``exp(S[j] - S[i]) <= 1``; ``e`` is carried over the ``L / K`` chunks from the end).
+    Then ``dx = g``, ``d(dt A) = g * (h[t] - x[t])`` and ``dC = sum_d dy h``, from the saved states.
+    ``cum`` (the forward's range-check cumsum, no grad) must have been built for chunk size ``k``.
+    """
+
+    @staticmethod
+    def forward_impl(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, cum: Tensor, k: int,
+                     keep_states: bool = False) -> tuple[Tensor, ...]:
+        bsz, d, length = u.shape
+        n = A.shape[1]
+        nc = cum.shape[2]
+        pad = nc * k - length
+        dt_p, u_p, b_p, c_p = (F.pad(t, (0, pad)) if pad else t for t in (dt, u, B, C))
+        x = (dt_p * u_p).view(bsz, d, nc, k, 1) * b_p.transpose(1, 2).contiguous().view(bsz, 1, nc, k, n)
+        prefix = torch.neg(cum).exp_().mul_(x).cumsum(dim=3)  # P[t]: [B, D, nc, K, N]
+        del x
+        grow = cum.exp_()  # cum is the caller's scratch tensor
+        h = prefix.new_zeros(bsz, d, n)
+        starts = []
+        for grow_end, prefix_end in zip(grow[:, :, :, -1].unbind(2), prefix[:, :, :, -1].unbind(2)):
+            starts.append(h)
+            h = grow_end * (h + prefix_end)
+        states = prefix.add_(torch.stack(starts, dim=2)[:, :, :, None]).mul_(grow)  # h[t]
+        c_mat = c_p.transpose(1, 2).contiguous().view(bsz, 1, nc, k, n)
+        if keep_states:
+            y = (states * c_mat).sum(-1)
+        else:
+            y = states.mul_(c_mat).sum(-1)
+        y = y.reshape(bsz, d, nc * k)[..., :length]
+        return (y, h, states) if keep_states else (y, h)
+
+    @staticmethod
+    def forward(ctx, u, dt, A, B, C, cum, k):  # type: ignore[no-untyped-def,override]
+        y, h, states = _ChunkedScan.forward_impl(u, dt, A, B, C, cum, k, keep_states=True)
+        ctx.save_for_backward(u, dt, A, B, C, states)
+        ctx.k = k
+        return y, h
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy, dh):  # type: ignore[no-untyped-def,override]
+        u, dt, A, B, C, states = ctx.saved_tensors
+        k = ctx.k
+        bsz, d, nc = states.shape[:3]
+        n = A.shape[1]
+        length = u.shape[2]
+        pad = nc * k - length
+        dt_p, u_p, b_p, c_p, dy_p = (F.pad(t, (0, pad)) if pad else t for t in (dt, u, B, C, dy))
+        dt_c = dt_p.view(bsz, d, nc, k)
+        b_mat = b_p.transpose(1, 2).contiguous().view(bsz, 1, nc, k, n)  # [B, 1, nc, K, N]
+        c_mat = c_p.transpose(1, 2).contiguous().view(bsz, 1, nc, k, n)
+        dy_c = dy_p.reshape(bsz, d, nc, k, 1)
+        cum = dt_c.cumsum(dim=3)[..., None] * A[:, None, None, :]  # S
+        grow = torch.exp(cum)
+        src = c_mat * dy_c  # C[t] dy[t]
+        if dh is not None:
+            src[:, :, -1, -1] += dh  # padded steps carry h unchanged to the last one
+        q = src.mul_(grow).flip(3).cumsum(dim=3).flip(3)  # Q
+        e = q.new_zeros(bsz, d, n)
+        carries = [e] * nc
+        for c in range(nc - 1, 0, -1):
+            e = q[:, :, c, 0] + grow[:, :, c, -1] * e
+            carries[c - 1] = e
+        g = q.add_(grow[:, :, :, -1:] * torch.stack(carries, dim=2)[:, :, :, None]).mul_(cum.neg_().exp_())
+        del grow, cum
+        du = ddt = dA = dB = dC = None
+        if ctx.needs_input_grad[4]:
+            dC = (states * dy_c).sum(1).reshape(bsz, nc * k, n).transpose(1, 2)[..., :length]
+        dtu = (dt_p * u_p).view(bsz, d, nc, k)
+        gb = (g * b_mat).sum(-1)  # sum_n g B: [B, D, nc, K]
+        if ctx.needs_input_grad[3]:
+            dB = (g * dtu[..., None]).sum(1).reshape(bsz, nc * k, n).transpose(1, 2)[..., :length]
+        w = (states - dtu[..., None] * b_mat).mul_(g)  # g * (h[t] - x[t]) = dL/d(dt A)
+        del g
+        if ctx.needs_input_grad[2]:
+            dA = (w * dt_c[..., None]).sum((0, 2, 3))
+        gb = gb.reshape(bsz, d, nc * k)[..., :length]
+        if ctx.needs_input_grad[1]:
+            ddt = torch.matmul(w.view(bsz, d, nc * k, n), A[None, :, :, None]).view(bsz, d, nc * k)[..., :length]
+            ddt = ddt + u * gb
+        if ctx.needs_input_grad[0]:
+            du = dt * gb
+        return du, ddt, dA, dB, dC, None, None
+
+
 def selective_scan_reference(
     u: Tensor,
     delta: Tensor,
@@ -151,31 +247,37 @@ def selective_scan_chunked(
 
     limit = _MAX_CHUNK_LOG_DECAY if work == torch.float32 else 600.0
     decaying = bool((A <= 0).all())
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (u, dt, A, B, C))
     k = min(chunk_size, length)
-    while True:
-        nc = -(-length // k)
-        pad = nc * k - length
-        # Padded steps have zero log-decay and zero input: they leave the state unchanged.
-        dt_p = F.pad(dt, (0, pad)) if pad else dt
-        cum = dt_p.view(bsz, d, nc, k).cumsum(dim=3)[..., None] * A[:, None, None, :]  # S: [B, D, nc, K, N]
-        with torch.no_grad():
+    with torch.no_grad():  # the range check; the differentiable paths below rebuild what they need
+        while True:
+            nc = -(-length // k)
+            pad = nc * k - length
+            # Padded steps have zero log-decay and zero input: they leave the state unchanged.
+            dt_p = F.pad(dt.detach(), (0, pad)) if pad else dt.detach()
+            cum = dt_p.view(bsz, d, nc, k).cumsum(dim=3)[..., None] * A.detach()[:, None, None, :]  # S
             worst = float(-(cum[..., -1, :] if decaying else cum).amin())
-        if worst <= limit or k <= 4:
-            break
-        k = max(4, k // 2)
+            if worst <= limit or k <= 4:
+                break
+            k = max(4, k // 2)
+    analytic = worst <= limit
+    if analytic and needs_grad:  # the adjoint needs decays <= 1 (dt >= 0, A <= 0); else the path below
+        with torch.no_grad():
+            analytic = decaying and bool(dt.amin() >= 0)
+    if analytic:  # analytic backward (see _ChunkedScan); without grad, the same forward
+        fn = _ChunkedScan.apply if needs_grad else _ChunkedScan.forward_impl
+        y, h = fn(u, dt, A, B, C, cum, k)
+        out = _finish(y, u, D, z, out_dtype)
+        return (out, h) if return_last_state else out
+    # float64, with each step's decay floored (see docstring), differentiated by autograd
+    dt_p = F.pad(dt, (0, pad)) if pad else dt
     u_p, b_p, c_p = (F.pad(t, (0, pad)) if pad else t for t in (u, B, C))
     x = ((dt_p * u_p).view(bsz, d, nc, k, 1)) * b_p.view(bsz, 1, n, nc, k).permute(0, 1, 3, 4, 2)
-    if worst > limit:  # float64, with each step's decay floored (see docstring)
-        a = (dt_p.view(bsz, d, nc, k, 1) * A[:, None, None, :]).to(torch.float64).clamp_min(-600.0 / k)
-        cum = a.cumsum(dim=3)
-        x = x.to(torch.float64)
-    in_place = not (torch.is_grad_enabled() and (x.requires_grad or cum.requires_grad))
-    if in_place:  # same maths, fewer allocations (cum and x are this function's own tensors)
-        prefix = torch.neg(cum).exp_().mul_(x).cumsum(dim=3)
-        grow = cum.exp_()
-    else:
-        prefix = (x * torch.exp(-cum)).cumsum(dim=3)  # P[t]: [B, D, nc, K, N]
-        grow = torch.exp(cum)
+    a = (dt_p.view(bsz, d, nc, k, 1) * A[:, None, None, :]).to(torch.float64).clamp_min(-600.0 / k)
+    cum = a.cumsum(dim=3)
+    x = x.to(torch.float64)
+    prefix = (x * torch.exp(-cum)).cumsum(dim=3)  # P[t]: [B, D, nc, K, N]
+    grow = torch.exp(cum)
     h = x.new_zeros(bsz, d, n)
     starts = []
     for grow_end, prefix_end in zip(grow[:, :, :, -1].unbind(2), prefix[:, :, :, -1].unbind(2)):
@@ -183,10 +285,7 @@ def selective_scan_chunked(
         h = grow_end * (h + prefix_end)
     start = torch.stack(starts, dim=2)[:, :, :, None]
     c_mat = c_p.view(bsz, 1, n, nc, k).permute(0, 1, 3, 4, 2).to(grow.dtype)
-    if in_place:
-        y = prefix.add_(start).mul_(grow).mul_(c_mat).sum(-1)
-    else:
-        y = (grow * (prefix + start) * c_mat).sum(-1)  # states [B, D, nc, K, N] times C, summed over N
+    y = (grow * (prefix + start) * c_mat).sum(-1)  # states [B, D, nc, K, N] times C, summed over N
     y = y.reshape(bsz, d, nc * k)[..., :length].to(work)
     out = _finish(y, u, D, z, out_dtype)
     return (out, h.to(work)) if return_last_state else out
