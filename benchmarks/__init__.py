@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -236,7 +237,43 @@ def bench_ragged_attention(device: torch.device, quick: bool, repeats: int) -> l
         fast = _fwd_bwd(ragged_attention_triton, [q, k, v, key_mask], {})
     else:
         res.note = "triton kernels need CUDA"
-    return [_compare(res, ref, fast, device, repeats, 2e-4, 1e-3)]
+    return [_compare(res, ref, fast, device, repeats, 2e-4, 1e-3), _flex_row(q, k, v, key_mask, shape, ref, device, repeats)]
+
+
+def _flex_row(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor, shape: str,
+    ref: Callable[[], Any], device: torch.device, repeats: int,
+) -> Result:
+    """SDPA + boolean mask vs FlexAttention with a block mask built from the same key mask:
+    forward+backward compiled on CUDA; forward only on CPU, where PyTorch has no FlexAttention
+    backward and runs the forward unfused."""
+    from chanformer.kernels.ragged_attention import ragged_attention_reference
+
+    on_gpu = device.type == "cuda"
+    name = "ragged_attention fwd+bwd" if on_gpu else "ragged_attention fwd"
+    res = Result(name, "op", shape, "SDPA + bool mask", "FlexAttention block mask")
+    try:
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    except ImportError as e:  # older PyTorch
+        res.status, res.note = "n/a", f"FlexAttention unavailable: {e}"
+        return res
+
+    def keep(b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
+        return key_mask[b, kv_idx]
+
+    n = q.shape[-2]
+    block_mask = create_block_mask(keep, q.shape[0], None, n, n, device=str(device))
+    attend = torch.compile(flex_attention) if on_gpu else flex_attention
+    wrap = _fwd_bwd if on_gpu else _fwd
+    fast = wrap(lambda q, k, v: attend(q, k, v, block_mask=block_mask), [q, k, v], {})
+    if not on_gpu:
+        ref = _fwd(ragged_attention_reference, [q, k, v, key_mask], {})
+    with warnings.catch_warnings():  # eager FlexAttention warns that it is unfused on CPU
+        warnings.simplefilter("ignore")
+        res = _compare(res, ref, fast, device, repeats, 2e-4, 1e-3)
+    if not on_gpu:
+        res.note = "CPU: forward only, eager (unfused) FlexAttention; its block skipping pays off compiled on GPU"
+    return res
 
 
 def bench_mvpa(device: torch.device, quick: bool, repeats: int) -> list[Result]:
@@ -305,11 +342,23 @@ def bench_encoder(name: str, device: torch.device, quick: bool, repeats: int) ->
         out = out[0] if isinstance(out, tuple) else out
         out.float().square().mean().backward()
 
-    note = "encoders do not dispatch to the kernels yet"
-    res = Result(f"{name} fwd+bwd", "encoder", shape, "torch", "-", status="n/a", note=note)
-    step()  # warm-up
-    res.ref_mem_mb = _peak_mem_mb(step, device)
-    res.ref_ms = _time_ms(step, device, repeats)
+    from chanformer.kernels import use_backend
+
+    def on_torch() -> None:
+        with use_backend("torch"):
+            step()
+
+    res = Result(f"{name} fwd+bwd", "encoder", shape, "torch path", "auto dispatch (Triton on CUDA)")
+    if not _triton_ok(device):
+        res.status, res.note = "n/a", "CPU: encoders run their PyTorch path (kernels need CUDA)"
+        on_torch()  # warm-up
+        res.ref_mem_mb = _peak_mem_mb(on_torch, device)
+        res.ref_ms = _time_ms(on_torch, device, repeats)
+        return [res]
+    on_torch()
+    step()  # warm-up both paths (Triton compilation)
+    res.ref_mem_mb, res.ref_ms = _peak_mem_mb(on_torch, device), _time_ms(on_torch, device, repeats)
+    res.fast_mem_mb, res.fast_ms = _peak_mem_mb(step, device), _time_ms(step, device, repeats)
     return [res]
 
 
