@@ -5,16 +5,9 @@ import torch
 
 from chanformer.kernels import use_backend
 from chanformer.kernels.ragged_attention import ragged_attention, ragged_attention_reference
+from tests.triton_env import DEVICE, MARKS
 
-triton = pytest.importorskip("triton")
-INTERPRET = triton.knobs.runtime.interpret
-DEVICE = "cpu" if INTERPRET else "cuda"
-if not INTERPRET and not torch.cuda.is_available():
-    pytest.skip(
-        "needs CUDA, or TRITON_INTERPRET=1 before triton is imported (the root conftest.py sets it without CUDA)",
-        allow_module_level=True,
-    )
-pytestmark = [pytest.mark.interpreter] if INTERPRET else []
+pytestmark = MARKS
 
 
 @pytest.fixture(autouse=True)

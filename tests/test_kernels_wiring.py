@@ -13,16 +13,9 @@ import chanformer.kernels.ragged_attention as kragged
 from chanformer.batch import ChannelBatch, ChannelSample
 from chanformer.encoders import create_encoder
 from chanformer.kernels import use_backend
+from tests.triton_env import DEVICE, MARKS
 
-triton = pytest.importorskip("triton")
-INTERPRET = triton.knobs.runtime.interpret
-DEVICE = "cpu" if INTERPRET else "cuda"
-if not INTERPRET and not torch.cuda.is_available():
-    pytest.skip(
-        "needs CUDA, or TRITON_INTERPRET=1 before triton is imported (the root conftest.py sets it without CUDA)",
-        allow_module_level=True,
-    )
-pytestmark = [pytest.mark.interpreter] if INTERPRET else []
+pytestmark = MARKS
 
 
 @pytest.fixture
