@@ -12,14 +12,21 @@ One program per (block of ``BLOCK_M`` queries, batch x query head); query head `
 ``h // G`` (grouped-query attention). The relative terms are never materialised as ``[N, N]``: per
 query block the kernel computes ``(q + v) P^T`` ``[BM, T]`` and ``(q + z) E^T`` ``[BM, R]`` once from the
 small tables, then gathers them per key block with ``tl.gather``. Keys are visited with an online
-softmax only up to the last segment any query of the block can see. ``T`` and ``C`` are runtime
-values (``BLOCK_T``/``BLOCK_R`` bound the table sizes). The kernel computes in float32;
+softmax only up to the last segment any query of the block can see, and a key block wholly outside
+the content window of every query in the block skips the content dot product (and its loads).
+``T``, ``C``, ``R`` and the window are runtime values that Triton does not specialise on, so a new
+channel count reuses the compiled kernel unless it crosses a power of two (``BLOCK_T``/``BLOCK_R``/
+``BLOCK_C`` bound the table sizes). The kernel computes in float32;
 ``PREC`` is ``"ieee"`` for float32 inputs (matches the reference) and ``"tf32"`` otherwise.
 
 Backward (``P = exp(s - lse)``, ``g = scale P (dO V^T - delta)``, ``delta = rowsum(O dO)``):
 ``dV = P^T dO``; ``dK = (g * window)^T (Q + u)``; ``dQ = (g * window) K + g_T P + g_C E`` where
 ``g_T[m, j] = sum_n g[m, n] [rel_t(m, n) = j]`` and ``g_C[m, r] = sum_n g[m, n] [rel_c(m, n) = r]``
-fold the logit gradients onto table rows; ``dP = g_T^T (Q + v)``, ``dE = g_C^T (Q + z)`` and the bias
+fold the logit gradients onto table rows. The fold needs no ``[BM, BN, R]`` one-hot tensor: per key
+block ``g`` is summed per key segment and per key channel with two small GEMMs against one-hot maps
+(``[BM, BT]``, ``[BM, BC]``); after the key loop the segment sums are shifted per query row into
+relative-time rows (``j = T - 1 - (t - t')``, a ``tl.gather``) and the channel sums are moved onto
+``idx[b, c, c']`` rows one key channel at a time; ``dP = g_T^T (Q + v)``, ``dE = g_C^T (Q + z)`` and the bias
 gradients (row sums of the three parts of ``dQ``) are written per program and reduced in torch.
 The ``dQ`` kernel runs per query block, the ``dK, dV`` kernel per key block (over the ``G`` query
 heads of its key head and the query blocks that can see it).
@@ -28,8 +35,28 @@ heads of its key head and the query blocks that can see it).
 import triton
 import triton.language as tl
 
+# Sizes passed as plain runtime integers: Triton would otherwise specialise integer arguments on
+# their value (1) and divisibility by 16, so a new channel count could compile a new kernel.
+# BLOCK_T/BLOCK_R (powers of two >= 16 covering T and R) are the only size-dependent constexprs.
+RUNTIME_SIZES = ["T", "C", "R", "WINDOW"]
+
 
 @triton.jit
+def _content_needed(i_m, i_n, T, C, WINDOW, HAS_WINDOW: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Whether any (query, key) pair of query block ``i_m`` and key block ``i_n`` lies inside the
+    content window (or the query block holds the last segment, which sees all content): otherwise the
+    content dot product of the block is skipped. Causal pairs only (``t' <= t``).
+    """
+    if HAS_WINDOW:
+        nt = T * C
+        t_q_first = (i_m * BLOCK_M) // C
+        t_q_last = tl.minimum(i_m * BLOCK_M + BLOCK_M - 1, nt - 1) // C
+        t_k_last = tl.minimum(i_n * BLOCK_N + BLOCK_N - 1, nt - 1) // C
+        return (t_q_first - t_k_last <= WINDOW) | (t_q_last == T - 1)
+    return True
+
+
+@triton.jit(do_not_specialize=RUNTIME_SIZES)
 def _mvpa_fwd_kernel(
     p_q, p_k, p_v, p_tk, p_ck, p_cidx, p_kmask, p_u, p_tb, p_cb, p_o, p_lse,
     H, G, T, C, R, HD, WINDOW, scale,
@@ -74,12 +101,13 @@ def _mvpa_fwd_kernel(
         b_v = tl.load(p_v + (kv_base + o_n[:, None]) * HD + o_e[None, :], mask=m_kv, other=0.0).to(tl.float32)
         b_s = tl.full([BLOCK_M, BLOCK_N], 0.0, tl.float32)
         if HAS_CONTENT:
-            b_k = tl.load(p_k + (kv_base + o_n[:, None]) * HD + o_e[None, :], mask=m_kv, other=0.0).to(tl.float32)
-            b_sc = tl.dot(b_qu, tl.trans(b_k), input_precision=PREC)  # [BM, HD] @ [HD, BN] -> [BM, BN]
-            if HAS_WINDOW:
-                dist = tl.abs(t_q[:, None] - t_k[None, :])
-                b_sc = tl.where((dist <= WINDOW) | (t_q[:, None] == T - 1), b_sc, 0.0)
-            b_s += b_sc
+            if _content_needed(i_m, i_n, T, C, WINDOW, HAS_WINDOW, BLOCK_M, BLOCK_N):
+                b_k = tl.load(p_k + (kv_base + o_n[:, None]) * HD + o_e[None, :], mask=m_kv, other=0.0).to(tl.float32)
+                b_sc = tl.dot(b_qu, tl.trans(b_k), input_precision=PREC)  # [BM, HD] @ [HD, BN] -> [BM, BN]
+                if HAS_WINDOW:
+                    dist = tl.abs(t_q[:, None] - t_k[None, :])
+                    b_sc = tl.where((dist <= WINDOW) | (t_q[:, None] == T - 1), b_sc, 0.0)
+                b_s += b_sc
         rel_t = tl.minimum(tl.maximum(T - 1 - (t_q[:, None] - t_k[None, :]), 0), T - 1)
         b_s += tl.gather(b_qt, rel_t, 1)
         m_qk = m_m[:, None] & m_n[None, :]
@@ -106,13 +134,14 @@ def _mvpa_fwd_kernel(
 
 @triton.jit
 def _mvpa_scores(
-    b_qu, b_qt, b_qc, p_k, p_cidx, p_kmask, kv_base, i_b, o_m, o_n, o_e, m_m, m_e,
+    b_qu, b_qt, b_qc, p_k, p_cidx, p_kmask, kv_base, i_b, i_m, i_n, o_m, o_n, o_e, m_m, m_e,
     T, C, HD, WINDOW, scale,
     HAS_CONTENT: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr, PREC: tl.constexpr,
 ):
     """Scaled, masked logits ``[BM, BN]`` of a query block against a key block (as the forward),
-    with the content-window mask, relative-time/-channel rows and the validity mask.
+    with the content-window mask, the validity mask and whether the
+    block pair has any content term at all (:func:`_content_needed`).
     """
     NT = T * C
     m_n = o_n < NT
@@ -122,10 +151,12 @@ def _mvpa_scores(
     m_win = tl.full([BLOCK_M, BLOCK_N], 1, tl.int1)
     if HAS_WINDOW:
         m_win = (tl.abs(t_q[:, None] - t_k[None, :]) <= WINDOW) | (t_q[:, None] == T - 1)
+    need = _content_needed(i_m, i_n, T, C, WINDOW, HAS_WINDOW, BLOCK_M, BLOCK_N)
     if HAS_CONTENT:
-        b_k = tl.load(p_k + (kv_base + o_n[:, None]) * HD + o_e[None, :], mask=m_n[:, None] & m_e[None, :], other=0.0)
-        b_sc = tl.dot(b_qu, tl.trans(b_k.to(tl.float32)), input_precision=PREC)  # [BM, HD] @ [HD, BN] -> [BM, BN]
-        b_s += tl.where(m_win, b_sc, 0.0)
+        if need:
+            b_k = tl.load(p_k + (kv_base + o_n[:, None]) * HD + o_e[None, :], mask=m_n[:, None] & m_e[None, :], other=0.0)
+            b_sc = tl.dot(b_qu, tl.trans(b_k.to(tl.float32)), input_precision=PREC)  # [BM, HD] @ [HD, BN] -> [BM, BN]
+            b_s += tl.where(m_win, b_sc, 0.0)
     rel_t = tl.minimum(tl.maximum(T - 1 - (t_q[:, None] - t_k[None, :]), 0), T - 1)
     b_s += tl.gather(b_qt, rel_t, 1)
     m_qk = m_m[:, None] & m_n[None, :]
@@ -136,17 +167,17 @@ def _mvpa_scores(
         b_keep = tl.load(p_kmask + i_b * C + c_k, mask=m_n, other=0) != 0
         m_ok = m_ok & b_keep[None, :]
     b_s = tl.where(m_ok, b_s * scale, float("-inf"))
-    return b_s, m_win, rel_t, rel_c, m_ok
+    return b_s, m_win, m_ok, need
 
 
-@triton.jit
+@triton.jit(do_not_specialize=RUNTIME_SIZES)
 def _mvpa_bwd_dq_kernel(
     p_q, p_k, p_v, p_tk, p_ck, p_cidx, p_kmask, p_u, p_tb, p_cb, p_do, p_lse, p_delta,
     p_dq, p_dtk, p_dck, p_du, p_dtb, p_dcb,  # dq; partial sums per program of the table/bias gradients
     H, G, T, C, R, HD, WINDOW, scale, NM,
     HAS_CONTENT: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_MASK: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_HD: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_R: tl.constexpr,
-    PREC: tl.constexpr,
+    BLOCK_C: tl.constexpr, PREC: tl.constexpr,
 ):
     i_m, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
@@ -176,28 +207,45 @@ def _mvpa_bwd_dq_kernel(
     if HAS_CONTENT:
         b_qu = b_q + tl.load(p_u + i_kv * HD + o_e, mask=m_e, other=0.0).to(tl.float32)[None, :]
     b_dqc = tl.full([BLOCK_M, BLOCK_HD], 0.0, tl.float32)
-    b_gt = tl.full([BLOCK_M, BLOCK_T], 0.0, tl.float32)
-    b_gc = tl.full([BLOCK_M, BLOCK_R], 0.0, tl.float32)
+    # logit gradients summed per key segment / key channel (GEMMs against one-hot maps, no 3-D tensors)
+    b_ht = tl.full([BLOCK_M, BLOCK_T], 0.0, tl.float32)
+    b_hc = tl.full([BLOCK_M, BLOCK_C], 0.0, tl.float32)
+    o_c = tl.arange(0, BLOCK_C)
     t_last = tl.minimum((i_m + 1) * BLOCK_M - 1, NT - 1) // C
     n_end = (t_last + 1) * C
     kv_base = (i_b * (H // G) + i_kv) * NT
     for i_n in range(0, tl.cdiv(n_end, BLOCK_N)):
         o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)
         m_n = o_n < NT
-        b_s, m_win, rel_t, rel_c, m_ok = _mvpa_scores(
-            b_qu, b_qt, b_qc, p_k, p_cidx, p_kmask, kv_base, i_b, o_m, o_n, o_e, m_m, m_e, T, C, HD, WINDOW, scale,
-            HAS_CONTENT, HAS_WINDOW, HAS_MASK, BLOCK_M, BLOCK_N, PREC,
+        b_s, m_win, m_ok, need = _mvpa_scores(
+            b_qu, b_qt, b_qc, p_k, p_cidx, p_kmask, kv_base, i_b, i_m, i_n, o_m, o_n, o_e, m_m, m_e, T, C, HD, WINDOW,
+            scale, HAS_CONTENT, HAS_WINDOW, HAS_MASK, BLOCK_M, BLOCK_N, PREC,
         )
         b_p = tl.where(m_ok, tl.exp(b_s - b_lse[:, None]), 0.0)
         b_v = tl.load(p_v + (kv_base + o_n[:, None]) * HD + o_e[None, :], mask=m_n[:, None] & m_e[None, :], other=0.0)
         b_dp = tl.dot(b_do, tl.trans(b_v.to(tl.float32)), input_precision=PREC)  # [BM, HD] @ [HD, BN] -> [BM, BN]
         b_g = b_p * (b_dp - b_delta[:, None]) * scale
         if HAS_CONTENT:
-            b_k = tl.load(p_k + (kv_base + o_n[:, None]) * HD + o_e[None, :], mask=m_n[:, None] & m_e[None, :], other=0.0)
-            # [BM, BN] @ [BN, HD] -> [BM, HD]
-            b_dqc += tl.dot(tl.where(m_win, b_g, 0.0), b_k.to(tl.float32), input_precision=PREC)
-        b_gt += tl.sum(b_g[:, :, None] * (rel_t[:, :, None] == o_tt[None, None, :]).to(tl.float32), 1)
-        b_gc += tl.sum(b_g[:, :, None] * (rel_c[:, :, None] == o_r[None, None, :]).to(tl.float32), 1)
+            if need:
+                b_k = tl.load(p_k + (kv_base + o_n[:, None]) * HD + o_e[None, :], mask=m_n[:, None] & m_e[None, :], other=0.0)
+                # [BM, BN] @ [BN, HD] -> [BM, HD]
+                b_dqc += tl.dot(tl.where(m_win, b_g, 0.0), b_k.to(tl.float32), input_precision=PREC)
+        t_k, c_k = o_n // C, o_n % C
+        b_oht = (t_k[:, None] == o_tt[None, :]).to(tl.float32)  # [BN, BT]: key -> its segment
+        b_ohc = (c_k[:, None] == o_c[None, :]).to(tl.float32)  # [BN, BC]: key -> its channel
+        b_ht += tl.dot(b_g, b_oht, input_precision=PREC)  # [BM, BN] @ [BN, BT] -> [BM, BT]
+        b_hc += tl.dot(b_g, b_ohc, input_precision=PREC)  # [BM, BN] @ [BN, BC] -> [BM, BC]
+    # onto table rows: relative time j = T - 1 - (t - t') is a per-row shift of the key segment t'
+    t_q, c_q = o_m // C, o_m % C
+    t_src = t_q[:, None] - (T - 1) + o_tt[None, :]
+    b_gt = tl.gather(b_ht, tl.minimum(tl.maximum(t_src, 0), BLOCK_T - 1), 1)
+    b_gt = tl.where((t_src >= 0) & (o_tt[None, :] < T), b_gt, 0.0)
+    # relative channel row idx[b, c, c'] depends on the query's channel: one key channel at a time
+    b_gc = tl.full([BLOCK_M, BLOCK_R], 0.0, tl.float32)
+    for cc in range(0, C):
+        b_col = tl.sum(tl.where(o_c[None, :] == cc, b_hc, 0.0), 1)  # [BM]
+        b_row = tl.load(p_cidx + (i_b * C + c_q) * C + cc, mask=m_m, other=0).to(tl.int32)  # [BM]
+        b_gc += tl.where(b_row[:, None] == o_r[None, :], b_col[:, None], 0.0)
     b_dqt = tl.dot(b_gt, b_P, input_precision=PREC)  # [BM, BT] @ [BT, HD] -> [BM, HD]
     b_dqe = tl.dot(b_gc, b_E, input_precision=PREC)  # [BM, BR] @ [BR, HD] -> [BM, HD]
     b_dq = b_dqc + b_dqt + b_dqe
@@ -212,7 +260,7 @@ def _mvpa_bwd_dq_kernel(
     tl.store(p_dcb + i_part * BLOCK_HD + o_e, tl.sum(b_dqe, 0))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=RUNTIME_SIZES)
 def _mvpa_bwd_dkdv_kernel(
     p_q, p_k, p_v, p_tk, p_ck, p_cidx, p_kmask, p_u, p_tb, p_cb, p_do, p_lse, p_delta, p_dk, p_dv,
     H, G, T, C, R, HD, WINDOW, scale,
@@ -258,16 +306,17 @@ def _mvpa_bwd_dkdv_kernel(
             b_qt = tl.dot(b_q + b_tb[None, :], tl.trans(b_P), input_precision=PREC)  # [BM, HD] @ [HD, BT] -> [BM, BT]
             b_qc = tl.dot(b_q + b_cb[None, :], tl.trans(b_E), input_precision=PREC)  # [BM, HD] @ [HD, BR] -> [BM, BR]
             b_qu = b_q + b_u[None, :]
-            b_s, m_win, rel_t, rel_c, m_ok = _mvpa_scores(
-                b_qu, b_qt, b_qc, p_k, p_cidx, p_kmask, kv_base, i_b, o_m, o_n, o_e, m_m, m_e, T, C, HD, WINDOW, scale,
-                HAS_CONTENT, HAS_WINDOW, HAS_MASK, BLOCK_M, BLOCK_N, PREC,
+            b_s, m_win, m_ok, need = _mvpa_scores(
+                b_qu, b_qt, b_qc, p_k, p_cidx, p_kmask, kv_base, i_b, i_m, i_n, o_m, o_n, o_e, m_m, m_e, T, C, HD,
+                WINDOW, scale, HAS_CONTENT, HAS_WINDOW, HAS_MASK, BLOCK_M, BLOCK_N, PREC,
             )
             b_p = tl.where(m_ok, tl.exp(b_s - b_lse[:, None]), 0.0)
             b_dv += tl.dot(tl.trans(b_p), b_do, input_precision=PREC)  # [BN, BM] @ [BM, HD] -> [BN, HD]
             b_dp = tl.dot(b_do, tl.trans(b_v), input_precision=PREC)  # [BM, HD] @ [HD, BN] -> [BM, BN]
             b_g = b_p * (b_dp - b_delta[:, None]) * scale
             if HAS_CONTENT:
-                b_dk += tl.dot(tl.trans(tl.where(m_win, b_g, 0.0)), b_qu, input_precision=PREC)  # [BN, BM] @ [BM, HD] -> [BN, HD]
+                if need:  # [BN, BM] @ [BM, HD] -> [BN, HD]
+                    b_dk += tl.dot(tl.trans(tl.where(m_win, b_g, 0.0)), b_qu, input_precision=PREC)
     m_kv = m_n[:, None] & m_e[None, :]
     tl.store(p_dk + (kv_base + o_n[:, None]) * HD + o_e[None, :], b_dk.to(p_dk.dtype.element_ty), mask=m_kv)
     tl.store(p_dv + (kv_base + o_n[:, None]) * HD + o_e[None, :], b_dv.to(p_dv.dtype.element_ty), mask=m_kv)

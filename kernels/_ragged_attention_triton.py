@@ -6,7 +6,9 @@ sample, ``mask[j] = 0`` for real tokens and ``-inf`` for padded ones. One progra
 softmax. ``p_blk[b, j]`` (one flag per key block, computed on the host from the key mask) lets a
 program skip a key block that holds only padding: no loads, no dots. Channel-major token order puts
 a padded channel's ``P`` tokens in consecutive blocks, so padding costs (almost) nothing.
-``PREC`` = ``"ieee"`` for float32 inputs (no TF32 rounding).
+``PREC`` = ``"ieee"`` for float32 inputs (no TF32 rounding). Half/bf16 inputs feed the dots in
+their own dtype on GPU (tensor cores); ``UPCAST`` (set under ``TRITON_INTERPRET=1``) feeds them as
+float32 instead, because the interpreter's ``tl.dot`` on bf16 operands returns garbage (triton 3.9).
 
 Backward (FlashAttention-2): with ``P = exp(S - lse)`` recomputed per block and
 ``delta[i] = sum_e o[i, e] do[i, e]``: ``dV = P^T dO``, ``dS = P * (dO V^T - delta)``,
@@ -23,7 +25,7 @@ import triton.language as tl
 def _ragged_attn_fwd_kernel(
     p_q, p_k, p_v, p_mask, p_blk, p_o, p_lse,
     H, L, HD, NB, scale,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_HD: tl.constexpr, PREC: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_HD: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
 ):
     i_m, i_bh = tl.program_id(0), tl.program_id(1)
     i_b = i_bh // H
@@ -32,6 +34,8 @@ def _ragged_attn_fwd_kernel(
     m_m, m_e = o_m < L, o_e < HD
     base = i_bh * L * HD
     b_q = tl.load(p_q + base + o_m[:, None] * HD + o_e[None, :], mask=m_m[:, None] & m_e[None, :], other=0.0)
+    if UPCAST:
+        b_q = b_q.to(tl.float32)
     b_mi = tl.full([BLOCK_M], float("-inf"), tl.float32)
     b_li = tl.full([BLOCK_M], 0.0, tl.float32)
     b_acc = tl.full([BLOCK_M, BLOCK_HD], 0.0, tl.float32)
@@ -41,7 +45,11 @@ def _ragged_attn_fwd_kernel(
             m_n = o_n < L
             m_kv = m_n[:, None] & m_e[None, :]
             b_k = tl.load(p_k + base + o_n[:, None] * HD + o_e[None, :], mask=m_kv, other=0.0)
+            if UPCAST:
+                b_k = b_k.to(tl.float32)
             b_v = tl.load(p_v + base + o_n[:, None] * HD + o_e[None, :], mask=m_kv, other=0.0)
+            if UPCAST:
+                b_v = b_v.to(tl.float32)
             b_keep = tl.load(p_mask + i_b * L + o_n, mask=m_n, other=0) != 0
             b_s = tl.dot(b_q, tl.trans(b_k), input_precision=PREC).to(tl.float32) * scale  # [BM, HD] @ [HD, BN] -> [BM, BN]
             b_s = tl.where(b_keep[None, :], b_s, float("-inf"))
@@ -64,7 +72,7 @@ def _ragged_attn_fwd_kernel(
 def _ragged_attn_bwd_dkdv_kernel(
     p_q, p_k, p_v, p_mask, p_blk, p_do, p_lse, p_delta, p_dk, p_dv,
     H, L, HD, NB, scale,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_HD: tl.constexpr, PREC: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_HD: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
 ):
     i_n, i_bh = tl.program_id(0), tl.program_id(1)
     i_b = i_bh // H
@@ -77,14 +85,22 @@ def _ragged_attn_bwd_dkdv_kernel(
     b_dv = tl.full([BLOCK_N, BLOCK_HD], 0.0, tl.float32)
     if tl.load(p_blk + i_b * NB + i_n) != 0:
         b_k = tl.load(p_k + base + o_n[:, None] * HD + o_e[None, :], mask=m_kv, other=0.0)
+        if UPCAST:
+            b_k = b_k.to(tl.float32)
         b_v = tl.load(p_v + base + o_n[:, None] * HD + o_e[None, :], mask=m_kv, other=0.0)
+        if UPCAST:
+            b_v = b_v.to(tl.float32)
         b_keep = (tl.load(p_mask + i_b * L + o_n, mask=m_n, other=0) != 0) & m_n
         for i_m in range(0, tl.cdiv(L, BLOCK_M)):
             o_m = i_m * BLOCK_M + tl.arange(0, BLOCK_M)
             m_m = o_m < L
             m_q = m_m[:, None] & m_e[None, :]
             b_q = tl.load(p_q + base + o_m[:, None] * HD + o_e[None, :], mask=m_q, other=0.0)
+            if UPCAST:
+                b_q = b_q.to(tl.float32)
             b_do = tl.load(p_do + base + o_m[:, None] * HD + o_e[None, :], mask=m_q, other=0.0)
+            if UPCAST:
+                b_do = b_do.to(tl.float32)
             b_lse = tl.load(p_lse + i_bh * L + o_m, mask=m_m, other=float("inf"))
             b_delta = tl.load(p_delta + i_bh * L + o_m, mask=m_m, other=0.0)
             b_s = tl.dot(b_q, tl.trans(b_k), input_precision=PREC).to(tl.float32) * scale  # [BM, HD] @ [HD, BN] -> [BM, BN]
@@ -103,7 +119,7 @@ def _ragged_attn_bwd_dkdv_kernel(
 def _ragged_attn_bwd_dq_kernel(
     p_q, p_k, p_v, p_mask, p_blk, p_do, p_lse, p_delta, p_dq,
     H, L, HD, NB, scale,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_HD: tl.constexpr, PREC: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_HD: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
 ):
     i_m, i_bh = tl.program_id(0), tl.program_id(1)
     i_b = i_bh // H
@@ -113,7 +129,11 @@ def _ragged_attn_bwd_dq_kernel(
     m_q = m_m[:, None] & m_e[None, :]
     base = i_bh * L * HD
     b_q = tl.load(p_q + base + o_m[:, None] * HD + o_e[None, :], mask=m_q, other=0.0)
+    if UPCAST:
+        b_q = b_q.to(tl.float32)
     b_do = tl.load(p_do + base + o_m[:, None] * HD + o_e[None, :], mask=m_q, other=0.0)
+    if UPCAST:
+        b_do = b_do.to(tl.float32)
     b_lse = tl.load(p_lse + i_bh * L + o_m, mask=m_m, other=float("inf"))
     b_delta = tl.load(p_delta + i_bh * L + o_m, mask=m_m, other=0.0)
     b_dq = tl.full([BLOCK_M, BLOCK_HD], 0.0, tl.float32)
@@ -123,7 +143,11 @@ def _ragged_attn_bwd_dq_kernel(
             m_n = o_n < L
             m_kv = m_n[:, None] & m_e[None, :]
             b_k = tl.load(p_k + base + o_n[:, None] * HD + o_e[None, :], mask=m_kv, other=0.0)
+            if UPCAST:
+                b_k = b_k.to(tl.float32)
             b_v = tl.load(p_v + base + o_n[:, None] * HD + o_e[None, :], mask=m_kv, other=0.0)
+            if UPCAST:
+                b_v = b_v.to(tl.float32)
             b_keep = (tl.load(p_mask + i_b * L + o_n, mask=m_n, other=0) != 0) & m_n
             b_s = tl.dot(b_q, tl.trans(b_k), input_precision=PREC).to(tl.float32) * scale  # [BM, HD] @ [HD, BN] -> [BM, BN]
             b_p = tl.where(b_keep[None, :], tl.exp(b_s - b_lse[:, None]), 0.0)

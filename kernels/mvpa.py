@@ -82,6 +82,8 @@ def mvpa_bwd(
     """Launch the backward kernels; returns the gradients of
     ``q, k, v, time_keys, chan_keys, content_bias, time_bias, chan_bias``.
     """
+    import triton
+
     from chanformer.kernels._mvpa_triton import _mvpa_bwd_dkdv_kernel, _mvpa_bwd_dq_kernel
 
     b, h, t, c, hd = q.shape
@@ -99,7 +101,8 @@ def mvpa_bwd(
     args = (q, k, v, time_keys, chan_keys, chan_index, key_mask if key_mask is not None else q,
             content_bias if content_bias is not None else q, time_bias, chan_bias, do, lse, delta)
     scalars = (h, g, t, c, r, hd, window if window is not None else 0, scale)
-    _mvpa_bwd_dq_kernel[(nm, b * h)](*args, dq, dtk, dck, du, dtb, dcb, *scalars, nm, **meta)
+    block_c = max(16, triton.next_power_of_2(c))
+    _mvpa_bwd_dq_kernel[(nm, b * h)](*args, dq, dtk, dck, du, dtb, dcb, *scalars, nm, **meta, BLOCK_C=block_c)
     _mvpa_bwd_dkdv_kernel[(-(-n // meta["BLOCK_N"]), b * h_kv)](*args, dk, dv, *scalars, **meta)  # type: ignore[operator]
 
     def per_kv_head(x: Tensor) -> Tensor:  # [B * H, NM, ...] partial sums -> [H_kv, ...]

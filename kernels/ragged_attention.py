@@ -67,7 +67,7 @@ def ragged_attention_fwd(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor, scal
     lse = q.new_empty(b, h, length, dtype=torch.float32)
     _ragged_attn_fwd_kernel[(-(-length // block), b * h)](
         q, k, v, key_mask.to(torch.int8).contiguous(), blk, o, lse, h, length, hd, nb, scale,
-        BLOCK_M=block, BLOCK_N=block, BLOCK_HD=block_hd, PREC=_prec(q),
+        BLOCK_M=block, BLOCK_N=block, BLOCK_HD=block_hd, PREC=_prec(q), UPCAST=interpreting(),
     )
     return o, lse
 
@@ -84,7 +84,7 @@ def ragged_attention_bwd(
     delta = (o.float() * do.float()).sum(-1).contiguous()  # [B, H, L]
     mask8 = key_mask.to(torch.int8).contiguous()
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    meta = dict(BLOCK_M=block, BLOCK_N=block, BLOCK_HD=block_hd, PREC=_prec(q))
+    meta = dict(BLOCK_M=block, BLOCK_N=block, BLOCK_HD=block_hd, PREC=_prec(q), UPCAST=interpreting())
     _ragged_attn_bwd_dkdv_kernel[(nb, b * h)](q, k, v, mask8, blk, do, lse, delta, dk, dv, h, length, hd, nb, scale, **meta)
     grid = (-(-length // block), b * h)
     _ragged_attn_bwd_dq_kernel[grid](q, k, v, mask8, blk, do, lse, delta, dq, h, length, hd, nb, scale, **meta)

@@ -96,3 +96,55 @@ def test_non_contiguous_inputs_and_dispatch():
         with_dropout = mvpa(q_nc, k, v, **kw, window=1, dropout_p=0.5)  # no dropout in the kernel: the reference
     torch.testing.assert_close(fast, mvpa_reference(q, k, v, **kw, window=1), atol=1e-4, rtol=1e-4)
     assert with_dropout.shape == fast.shape
+
+
+def test_gradients_window_skips_far_key_blocks():
+    # N = 200 tokens in 64-token blocks of 16 segments, window 1: query block 2 (segments 32-47) never
+    # needs the content term of key block 0 (segments 0-15), so the kernels skip that dot product;
+    # adjacent blocks (segments 16 and 15) sit exactly at the window's edge and must not be skipped
+    _grad_check(window=1, b=2, t=50, c=4)
+
+
+def test_bfloat16_values_and_gradients():
+    """bf16 inputs: computed in float32 inside the kernels, so they match the float32 reference on the
+    same (bf16-rounded) values up to bf16 output rounding."""
+    from chanformer.kernels.mvpa import mvpa_triton
+
+    q, k, v, kw = _inputs(t=7, c=5)
+    tensors = {"q": q, "k": k, "v": v} | {n: kw[n] for n in ("time_keys", "chan_keys", "content_bias", "time_bias", "chan_bias")}
+    low = {n: x.bfloat16().requires_grad_() for n, x in tensors.items()}
+    ref = {n: x.bfloat16().float().requires_grad_() for n, x in tensors.items()}
+    rest = dict(chan_index=kw["chan_index"], key_mask=kw["key_mask"], window=2)
+
+    def call(fn, t):
+        return fn(t["q"], t["k"], t["v"], t["time_keys"], t["chan_keys"], content_bias=t["content_bias"],
+                  time_bias=t["time_bias"], chan_bias=t["chan_bias"], **rest)
+
+    out, expected = call(mvpa_triton, low), call(mvpa_reference, ref)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected, atol=2e-2, rtol=2e-2)
+    g = torch.randn_like(expected).bfloat16()
+    (out * g).sum().backward()
+    (expected * g.float()).sum().backward()
+    for n in low:
+        assert low[n].grad.dtype == torch.bfloat16, n
+        scale = ref[n].grad.abs().max().item()
+        torch.testing.assert_close(low[n].grad.float(), ref[n].grad, atol=2e-2 * scale, rtol=2e-2, msg=f"grad {n}")
+
+
+def test_sizes_are_runtime_values():
+    """T, C, R and the window are never compile-time constants or value-specialised: a new channel
+    count must not compile a new kernel (only the power-of-two table bounds are constexprs)."""
+    import inspect
+
+    import triton.language as tl
+
+    from chanformer.kernels import _mvpa_triton as kern
+
+    for name in ("_mvpa_fwd_kernel", "_mvpa_bwd_dq_kernel", "_mvpa_bwd_dkdv_kernel"):
+        jitted = getattr(kern, name)
+        params = inspect.signature(jitted.fn).parameters
+        constexprs = {p for p, par in params.items() if par.annotation is tl.constexpr}
+        assert {"T", "C", "R", "WINDOW"}.isdisjoint(constexprs), name
+        not_specialised = getattr(jitted, "do_not_specialize", None) or jitted.kwargs.get("do_not_specialize")
+        assert set(not_specialised) >= {"T", "C", "R", "WINDOW"}, name

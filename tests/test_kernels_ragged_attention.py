@@ -79,3 +79,23 @@ def test_sample_without_real_tokens_gives_zeros():
     assert torch.isfinite(out).all() and (out[0] == 0).all()
     assert all(torch.isfinite(t.grad).all() and (t.grad[0] == 0).all() for t in leaves)
     torch.testing.assert_close(out[1], ragged_attention_reference(q, k, v, key_mask)[1], atol=2e-5, rtol=1e-4)
+
+
+def test_bfloat16_values_and_gradients():
+    """bf16 q/k/v (the tensor-core dtype on GPU): output and gradients match SDPA in float32 on the same
+    bf16-rounded values up to bf16 rounding, and come back in bf16."""
+    from chanformer.kernels.ragged_attention import ragged_attention_triton
+
+    q, k, v, key_mask = _inputs(channels=(5, 2, 3), c=5, p=29, h=2, hd=24)
+    low = [t.bfloat16().requires_grad_() for t in (q, k, v)]
+    ref = [t.bfloat16().float().requires_grad_() for t in (q, k, v)]
+    out = ragged_attention_triton(*low, key_mask)
+    expected = ragged_attention_reference(*ref, key_mask)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected, atol=2e-2, rtol=2e-2)
+    g = torch.randn_like(expected).bfloat16()
+    (out * g).sum().backward()
+    (expected * g.float()).sum().backward()
+    for name, a, r in zip("qkv", low, ref):
+        assert a.grad.dtype == torch.bfloat16
+        torch.testing.assert_close(a.grad.float(), r.grad, atol=2e-2 * r.grad.abs().max().item(), rtol=2e-2, msg=f"d{name}")
