@@ -8,8 +8,10 @@ Tokens ``n = t * C + c`` (segment ``t``, channel ``c``); for query ``(t, c)`` an
     s = -inf where t' > t (causal over segments) or channel c' is padded
     o = softmax(s) V
 
-One program per (block of ``BLOCK_M`` queries, batch x query head); query head ``h`` reads key head
-``h // G`` (grouped-query attention). The relative terms are never materialised as ``[N, N]``: per
+Grouped-query attention: query head ``h`` reads key head ``h // G``. One forward (and ``dQ``) program
+per (block of ``BLOCK_M`` tokens, batch x key head) holds the ``G`` query heads of its key head as
+``GROUP * BLOCK_M`` rows (``GROUP`` = ``G`` rounded up to a power of two, extra rows masked), so each
+K/V tile is loaded once for all of them. The relative terms are never materialised as ``[N, N]``: per
 query block the kernel computes ``(q + v) P^T`` ``[BM, T]`` and ``(q + z) E^T`` ``[BM, R]`` once from the
 small tables, then gathers them per key block with ``tl.gather``. Keys are visited with an online
 softmax only up to the last segment any query of the block can see, and a key block wholly outside
@@ -56,25 +58,41 @@ def _content_needed(i_m, i_n, T, C, WINDOW, HAS_WINDOW: tl.constexpr, BLOCK_M: t
     return True
 
 
+@triton.jit
+def _query_rows(i_m, i_bkv, H, G, NT, BLOCK_M: tl.constexpr, GROUP: tl.constexpr):
+    """The ``GROUP * BLOCK_M`` query rows of one program: tokens ``i_m * BLOCK_M ...`` of each of the
+    ``G`` query heads that share key/value head ``i_bkv`` (rows of heads ``>= G`` are padding).
+
+    Returns the token index, the flat ``(batch, query head)`` index and the validity of each row.
+    """
+    H_KV = H // G
+    i_b, i_kv = i_bkv // H_KV, i_bkv % H_KV
+    o_row = tl.arange(0, GROUP * BLOCK_M)
+    g_row = o_row // BLOCK_M
+    o_m = i_m * BLOCK_M + o_row % BLOCK_M
+    return o_m, i_b * H + i_kv * G + g_row, (o_m < NT) & (g_row < G)
+
+
 @triton.jit(do_not_specialize=RUNTIME_SIZES)
 def _mvpa_fwd_kernel(
     p_q, p_k, p_v, p_tk, p_ck, p_cidx, p_kmask, p_u, p_tb, p_cb, p_o, p_lse,
     H, G, T, C, R, HD, WINDOW, scale,
     HAS_CONTENT: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_MASK: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_HD: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_R: tl.constexpr,
-    PREC: tl.constexpr,
+    GROUP: tl.constexpr, PREC: tl.constexpr,
 ):
-    i_m, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    i_kv = i_h // G
+    i_m, i_bkv = tl.program_id(0), tl.program_id(1)
+    i_b, i_kv = i_bkv // (H // G), i_bkv % (H // G)
     NT = T * C
-    o_m = i_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    ROWS: tl.constexpr = GROUP * BLOCK_M
+    o_m, i_bh, m_m = _query_rows(i_m, i_bkv, H, G, NT, BLOCK_M, GROUP)
+    o_row = i_bh * NT + o_m  # [ROWS] flat query index
     o_e = tl.arange(0, BLOCK_HD)
     o_tt = tl.arange(0, BLOCK_T)
     o_r = tl.arange(0, BLOCK_R)
-    m_m, m_e = o_m < NT, o_e < HD
+    m_e = o_e < HD
     t_q, c_q = o_m // C, o_m % C
-    b_q = tl.load(p_q + (i_bh * NT + o_m[:, None]) * HD + o_e[None, :], mask=m_m[:, None] & m_e[None, :], other=0.0)
+    b_q = tl.load(p_q + o_row[:, None] * HD + o_e[None, :], mask=m_m[:, None] & m_e[None, :], other=0.0)
     b_q = b_q.to(tl.float32)
     b_tb = tl.load(p_tb + i_kv * HD + o_e, mask=m_e, other=0.0).to(tl.float32)
     b_cb = tl.load(p_cb + i_kv * HD + o_e, mask=m_e, other=0.0).to(tl.float32)
@@ -86,20 +104,20 @@ def _mvpa_fwd_kernel(
     if HAS_CONTENT:
         b_u = tl.load(p_u + i_kv * HD + o_e, mask=m_e, other=0.0).to(tl.float32)
         b_qu = b_q + b_u[None, :]
-    b_mi = tl.full([BLOCK_M], float("-inf"), tl.float32)
-    b_li = tl.full([BLOCK_M], 0.0, tl.float32)
-    b_acc = tl.full([BLOCK_M, BLOCK_HD], 0.0, tl.float32)
+    b_mi = tl.full([ROWS], float("-inf"), tl.float32)
+    b_li = tl.full([ROWS], 0.0, tl.float32)
+    b_acc = tl.full([ROWS, BLOCK_HD], 0.0, tl.float32)
     # causal over segments: keys up to the end of the last segment seen by this block
     t_last = tl.minimum((i_m + 1) * BLOCK_M - 1, NT - 1) // C
     n_end = (t_last + 1) * C
-    kv_base = (i_b * (H // G) + i_kv) * NT
+    kv_base = i_bkv * NT
     for i_n in range(0, tl.cdiv(n_end, BLOCK_N)):
         o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)
         m_n = o_n < NT
         t_k, c_k = o_n // C, o_n % C
         m_kv = m_n[:, None] & m_e[None, :]
         b_v = tl.load(p_v + (kv_base + o_n[:, None]) * HD + o_e[None, :], mask=m_kv, other=0.0).to(tl.float32)
-        b_s = tl.full([BLOCK_M, BLOCK_N], 0.0, tl.float32)
+        b_s = tl.full([ROWS, BLOCK_N], 0.0, tl.float32)
         if HAS_CONTENT:
             if _content_needed(i_m, i_n, T, C, WINDOW, HAS_WINDOW, BLOCK_M, BLOCK_N):
                 b_k = tl.load(p_k + (kv_base + o_n[:, None]) * HD + o_e[None, :], mask=m_kv, other=0.0).to(tl.float32)
@@ -128,8 +146,8 @@ def _mvpa_fwd_kernel(
         b_mi = b_mnew
     b_o = b_acc / tl.where(b_li == 0.0, 1.0, b_li)[:, None]
     b_lse = tl.where(b_li == 0.0, float("inf"), b_mi + tl.log(tl.where(b_li == 0.0, 1.0, b_li)))
-    tl.store(p_lse + i_bh * NT + o_m, b_lse, mask=m_m)
-    tl.store(p_o + (i_bh * NT + o_m[:, None]) * HD + o_e[None, :], b_o.to(p_o.dtype.element_ty), mask=m_m[:, None] & m_e[None, :])
+    tl.store(p_lse + o_row, b_lse, mask=m_m)
+    tl.store(p_o + o_row[:, None] * HD + o_e[None, :], b_o.to(p_o.dtype.element_ty), mask=m_m[:, None] & m_e[None, :])
 
 
 @triton.jit
@@ -137,9 +155,9 @@ def _mvpa_scores(
     b_qu, b_qt, b_qc, p_k, p_cidx, p_kmask, kv_base, i_b, i_m, i_n, o_m, o_n, o_e, m_m, m_e,
     T, C, HD, WINDOW, scale,
     HAS_CONTENT: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr, PREC: tl.constexpr,
+    BLOCK_N: tl.constexpr, ROWS: tl.constexpr, PREC: tl.constexpr,
 ):
-    """Scaled, masked logits ``[BM, BN]`` of a query block against a key block (as the forward),
+    """Scaled, masked logits ``[ROWS, BN]`` of query rows against a key block (as the forward),
     with the content-window mask, the validity mask and whether the
     block pair has any content term at all (:func:`_content_needed`).
     """
@@ -147,8 +165,8 @@ def _mvpa_scores(
     m_n = o_n < NT
     t_q, c_q = o_m // C, o_m % C
     t_k, c_k = o_n // C, o_n % C
-    b_s = tl.full([BLOCK_M, BLOCK_N], 0.0, tl.float32)
-    m_win = tl.full([BLOCK_M, BLOCK_N], 1, tl.int1)
+    b_s = tl.full([ROWS, BLOCK_N], 0.0, tl.float32)
+    m_win = tl.full([ROWS, BLOCK_N], 1, tl.int1)
     if HAS_WINDOW:
         m_win = (tl.abs(t_q[:, None] - t_k[None, :]) <= WINDOW) | (t_q[:, None] == T - 1)
     need = _content_needed(i_m, i_n, T, C, WINDOW, HAS_WINDOW, BLOCK_M, BLOCK_N)
@@ -177,22 +195,23 @@ def _mvpa_bwd_dq_kernel(
     H, G, T, C, R, HD, WINDOW, scale, NM,
     HAS_CONTENT: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_MASK: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_HD: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_R: tl.constexpr,
-    BLOCK_C: tl.constexpr, PREC: tl.constexpr,
+    BLOCK_C: tl.constexpr, GROUP: tl.constexpr, PREC: tl.constexpr,
 ):
-    i_m, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_h = i_bh // H, i_bh % H
-    i_kv = i_h // G
+    i_m, i_bkv = tl.program_id(0), tl.program_id(1)
+    i_b, i_kv = i_bkv // (H // G), i_bkv % (H // G)
     NT = T * C
-    o_m = i_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    ROWS: tl.constexpr = GROUP * BLOCK_M
+    o_m, i_bh, m_m = _query_rows(i_m, i_bkv, H, G, NT, BLOCK_M, GROUP)
+    o_row = i_bh * NT + o_m  # [ROWS] flat query index
     o_e = tl.arange(0, BLOCK_HD)
     o_tt = tl.arange(0, BLOCK_T)
     o_r = tl.arange(0, BLOCK_R)
-    m_m, m_e = o_m < NT, o_e < HD
+    m_e = o_e < HD
     m_q = m_m[:, None] & m_e[None, :]
-    b_q = tl.load(p_q + (i_bh * NT + o_m[:, None]) * HD + o_e[None, :], mask=m_q, other=0.0).to(tl.float32)
-    b_do = tl.load(p_do + (i_bh * NT + o_m[:, None]) * HD + o_e[None, :], mask=m_q, other=0.0).to(tl.float32)
-    b_lse = tl.load(p_lse + i_bh * NT + o_m, mask=m_m, other=float("inf"))
-    b_delta = tl.load(p_delta + i_bh * NT + o_m, mask=m_m, other=0.0)
+    b_q = tl.load(p_q + o_row[:, None] * HD + o_e[None, :], mask=m_q, other=0.0).to(tl.float32)
+    b_do = tl.load(p_do + o_row[:, None] * HD + o_e[None, :], mask=m_q, other=0.0).to(tl.float32)
+    b_lse = tl.load(p_lse + o_row, mask=m_m, other=float("inf"))
+    b_delta = tl.load(p_delta + o_row, mask=m_m, other=0.0)
     b_tb = tl.load(p_tb + i_kv * HD + o_e, mask=m_e, other=0.0).to(tl.float32)
     b_cb = tl.load(p_cb + i_kv * HD + o_e, mask=m_e, other=0.0).to(tl.float32)
     b_P = tl.load(p_tk + (i_kv * T + o_tt[:, None]) * HD + o_e[None, :], mask=(o_tt < T)[:, None] & m_e[None, :], other=0.0)
@@ -206,20 +225,20 @@ def _mvpa_bwd_dq_kernel(
     b_qu = b_q
     if HAS_CONTENT:
         b_qu = b_q + tl.load(p_u + i_kv * HD + o_e, mask=m_e, other=0.0).to(tl.float32)[None, :]
-    b_dqc = tl.full([BLOCK_M, BLOCK_HD], 0.0, tl.float32)
+    b_dqc = tl.full([ROWS, BLOCK_HD], 0.0, tl.float32)
     # logit gradients summed per key segment / key channel (GEMMs against one-hot maps, no 3-D tensors)
-    b_ht = tl.full([BLOCK_M, BLOCK_T], 0.0, tl.float32)
-    b_hc = tl.full([BLOCK_M, BLOCK_C], 0.0, tl.float32)
+    b_ht = tl.full([ROWS, BLOCK_T], 0.0, tl.float32)
+    b_hc = tl.full([ROWS, BLOCK_C], 0.0, tl.float32)
     o_c = tl.arange(0, BLOCK_C)
     t_last = tl.minimum((i_m + 1) * BLOCK_M - 1, NT - 1) // C
     n_end = (t_last + 1) * C
-    kv_base = (i_b * (H // G) + i_kv) * NT
+    kv_base = i_bkv * NT
     for i_n in range(0, tl.cdiv(n_end, BLOCK_N)):
         o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)
         m_n = o_n < NT
         b_s, m_win, m_ok, need = _mvpa_scores(
             b_qu, b_qt, b_qc, p_k, p_cidx, p_kmask, kv_base, i_b, i_m, i_n, o_m, o_n, o_e, m_m, m_e, T, C, HD, WINDOW,
-            scale, HAS_CONTENT, HAS_WINDOW, HAS_MASK, BLOCK_M, BLOCK_N, PREC,
+            scale, HAS_CONTENT, HAS_WINDOW, HAS_MASK, BLOCK_M, BLOCK_N, ROWS, PREC,
         )
         b_p = tl.where(m_ok, tl.exp(b_s - b_lse[:, None]), 0.0)
         b_v = tl.load(p_v + (kv_base + o_n[:, None]) * HD + o_e[None, :], mask=m_n[:, None] & m_e[None, :], other=0.0)
@@ -241,7 +260,7 @@ def _mvpa_bwd_dq_kernel(
     b_gt = tl.gather(b_ht, tl.minimum(tl.maximum(t_src, 0), BLOCK_T - 1), 1)
     b_gt = tl.where((t_src >= 0) & (o_tt[None, :] < T), b_gt, 0.0)
     # relative channel row idx[b, c, c'] depends on the query's channel: one key channel at a time
-    b_gc = tl.full([BLOCK_M, BLOCK_R], 0.0, tl.float32)
+    b_gc = tl.full([ROWS, BLOCK_R], 0.0, tl.float32)
     for cc in range(0, C):
         b_col = tl.sum(tl.where(o_c[None, :] == cc, b_hc, 0.0), 1)  # [BM]
         b_row = tl.load(p_cidx + (i_b * C + c_q) * C + cc, mask=m_m, other=0).to(tl.int32)  # [BM]
@@ -249,8 +268,8 @@ def _mvpa_bwd_dq_kernel(
     b_dqt = tl.dot(b_gt, b_P, input_precision=PREC)  # [BM, BT] @ [BT, HD] -> [BM, HD]
     b_dqe = tl.dot(b_gc, b_E, input_precision=PREC)  # [BM, BR] @ [BR, HD] -> [BM, HD]
     b_dq = b_dqc + b_dqt + b_dqe
-    tl.store(p_dq + (i_bh * NT + o_m[:, None]) * HD + o_e[None, :], b_dq.to(p_dq.dtype.element_ty), mask=m_q)
-    i_part = i_bh * NM + i_m
+    tl.store(p_dq + o_row[:, None] * HD + o_e[None, :], b_dq.to(p_dq.dtype.element_ty), mask=m_q)
+    i_part = i_bkv * NM + i_m  # partial sums over the program's rows (all G heads of the key head)
     b_dtk = tl.dot(tl.trans(b_gt), b_qv, input_precision=PREC)  # [BT, BM] @ [BM, HD] -> [BT, HD]
     b_dck = tl.dot(tl.trans(b_gc), b_qz, input_precision=PREC)  # [BR, BM] @ [BM, HD] -> [BR, HD]
     tl.store(p_dtk + (i_part * BLOCK_T + o_tt[:, None]) * BLOCK_HD + o_e[None, :], b_dtk)
@@ -308,7 +327,7 @@ def _mvpa_bwd_dkdv_kernel(
             b_qu = b_q + b_u[None, :]
             b_s, m_win, m_ok, need = _mvpa_scores(
                 b_qu, b_qt, b_qc, p_k, p_cidx, p_kmask, kv_base, i_b, i_m, i_n, o_m, o_n, o_e, m_m, m_e, T, C, HD,
-                WINDOW, scale, HAS_CONTENT, HAS_WINDOW, HAS_MASK, BLOCK_M, BLOCK_N, PREC,
+                WINDOW, scale, HAS_CONTENT, HAS_WINDOW, HAS_MASK, BLOCK_M, BLOCK_N, BLOCK_M, PREC,
             )
             b_p = tl.where(m_ok, tl.exp(b_s - b_lse[:, None]), 0.0)
             b_dv += tl.dot(tl.trans(b_p), b_do, input_precision=PREC)  # [BN, BM] @ [BM, HD] -> [BN, HD]

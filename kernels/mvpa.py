@@ -38,16 +38,24 @@ def _check(q: Tensor, k: Tensor, v: Tensor, time_keys: Tensor, chan_keys: Tensor
         raise ValueError(f"mvpa(chan_index=...) must be [B, C, C]={(b, c, c)}, got {tuple(chan_index.shape)}")
 
 
-def _meta(q: Tensor, r: int, content: bool, window: int | None, masked: bool) -> dict[str, object]:
+def _meta(q: Tensor, r: int, content: bool, window: int | None, masked: bool, group: int) -> dict[str, object]:
+    """Launch constants. ``group``: query heads per key head rounded up to a power of two; a program
+    holds ``group * BLOCK_M`` query rows (its key head's query heads) so each K/V tile is loaded once."""
     import triton
 
     t, hd = q.shape[2], q.shape[4]
     block = 64 if interpreting() else 32  # untuned: no GPU yet
     return dict(
-        HAS_CONTENT=content, HAS_WINDOW=window is not None, HAS_MASK=masked, BLOCK_M=block, BLOCK_N=block,
+        HAS_CONTENT=content, HAS_WINDOW=window is not None, HAS_MASK=masked, BLOCK_M=block // group, BLOCK_N=block,
         BLOCK_HD=max(16, triton.next_power_of_2(hd)), BLOCK_T=max(16, triton.next_power_of_2(t)),
         BLOCK_R=max(16, triton.next_power_of_2(r)), PREC="ieee" if q.dtype == torch.float32 else "tf32",
     )
+
+
+def _group(h: int, h_kv: int) -> int:
+    import triton
+
+    return int(triton.next_power_of_2(h // h_kv))
 
 
 def mvpa_fwd(
@@ -62,14 +70,15 @@ def mvpa_fwd(
 
     b, h, t, c, hd = q.shape
     r = chan_keys.shape[1]
-    meta = _meta(q, r, content_bias is not None, window, key_mask is not None)
+    group = _group(h, k.shape[1])
+    meta = _meta(q, r, content_bias is not None, window, key_mask is not None, group)
     out = torch.empty_like(q)
     lse = q.new_empty(b, h, t * c, dtype=torch.float32)
-    grid = (-(-(t * c) // meta["BLOCK_M"]), b * h)  # type: ignore[operator]
+    grid = (-(-(t * c) // meta["BLOCK_M"]), b * k.shape[1])  # type: ignore[operator]
     _mvpa_fwd_kernel[grid](
         q, k, v, time_keys, chan_keys, chan_index, key_mask if key_mask is not None else q,
         content_bias if content_bias is not None else q, time_bias, chan_bias, out, lse,
-        h, h // k.shape[1], t, c, r, hd, window if window is not None else 0, scale, **meta,
+        h, h // k.shape[1], t, c, r, hd, window if window is not None else 0, scale, **meta, GROUP=group,
     )
     return out, lse
 
@@ -87,26 +96,29 @@ def mvpa_bwd(
     from chanformer.kernels._mvpa_triton import _mvpa_bwd_dkdv_kernel, _mvpa_bwd_dq_kernel
 
     b, h, t, c, hd = q.shape
-    h_kv, r, g, n = k.shape[1], chan_keys.shape[1], h // k.shape[1], t * c
-    meta = _meta(q, r, content_bias is not None, window, key_mask is not None)
+    h_kv, r, n = k.shape[1], chan_keys.shape[1], t * c
+    group = _group(h, h_kv)
+    meta = _meta(q, r, content_bias is not None, window, key_mask is not None, group)
     bm, bhd, bt, br = meta["BLOCK_M"], meta["BLOCK_HD"], meta["BLOCK_T"], meta["BLOCK_R"]
     nm = -(-n // bm)  # type: ignore[operator]
     do = do.contiguous()
     delta = (out.float() * do.float()).sum(-1).reshape(b, h, n).contiguous()
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     f32 = dict(device=q.device, dtype=torch.float32)
-    dtk = torch.empty(b * h, nm, bt, bhd, **f32)  # type: ignore[arg-type]
-    dck = torch.empty(b * h, nm, br, bhd, **f32)  # type: ignore[arg-type]
-    du, dtb, dcb = (torch.empty(b * h, nm, bhd, **f32) for _ in range(3))  # type: ignore[arg-type]
+    dtk = torch.empty(b * h_kv, nm, bt, bhd, **f32)  # type: ignore[arg-type]
+    dck = torch.empty(b * h_kv, nm, br, bhd, **f32)  # type: ignore[arg-type]
+    du, dtb, dcb = (torch.empty(b * h_kv, nm, bhd, **f32) for _ in range(3))  # type: ignore[arg-type]
     args = (q, k, v, time_keys, chan_keys, chan_index, key_mask if key_mask is not None else q,
             content_bias if content_bias is not None else q, time_bias, chan_bias, do, lse, delta)
-    scalars = (h, g, t, c, r, hd, window if window is not None else 0, scale)
+    scalars = (h, h // h_kv, t, c, r, hd, window if window is not None else 0, scale)
     block_c = max(16, triton.next_power_of_2(c))
-    _mvpa_bwd_dq_kernel[(nm, b * h)](*args, dq, dtk, dck, du, dtb, dcb, *scalars, nm, **meta, BLOCK_C=block_c)
-    _mvpa_bwd_dkdv_kernel[(-(-n // meta["BLOCK_N"]), b * h_kv)](*args, dk, dv, *scalars, **meta)  # type: ignore[operator]
+    _mvpa_bwd_dq_kernel[(nm, b * h_kv)](*args, dq, dtk, dck, du, dtb, dcb, *scalars, nm, **meta, BLOCK_C=block_c,
+                                        GROUP=group)
+    dkdv_meta = meta | {"BLOCK_M": meta["BLOCK_N"]}  # one query head at a time there
+    _mvpa_bwd_dkdv_kernel[(-(-n // meta["BLOCK_N"]), b * h_kv)](*args, dk, dv, *scalars, **dkdv_meta)  # type: ignore[operator]
 
-    def per_kv_head(x: Tensor) -> Tensor:  # [B * H, NM, ...] partial sums -> [H_kv, ...]
-        return x.view(b, h_kv, g, nm, *x.shape[2:]).sum((0, 2, 3))
+    def per_kv_head(x: Tensor) -> Tensor:  # [B * H_kv, NM, ...] partial sums -> [H_kv, ...]
+        return x.view(b, h_kv, nm, *x.shape[2:]).sum((0, 2))
 
     d_time_keys = per_kv_head(dtk)[:, :t, :hd].to(time_keys.dtype)
     d_chan_keys = per_kv_head(dck)[:, :r, :hd].to(chan_keys.dtype)

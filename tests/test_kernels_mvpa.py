@@ -148,3 +148,10 @@ def test_sizes_are_runtime_values():
         assert {"T", "C", "R", "WINDOW"}.isdisjoint(constexprs), name
         not_specialised = getattr(jitted, "do_not_specialize", None) or jitted.kwargs.get("do_not_specialize")
         assert set(not_specialised) >= {"T", "C", "R", "WINDOW"}, name
+
+
+@pytest.mark.parametrize(("h", "h_kv"), [(6, 2), (3, 3)])
+def test_gradients_grouped_query_heads(h, h_kv):
+    # a program holds the query rows of all heads sharing one K/V head: 3 per key head (padded to 4
+    # rows of heads, like MVPFormer-S's 12/4), or plain multi-head attention
+    _grad_check(window=2, h=h, h_kv=h_kv, t=9, c=5)
