@@ -68,3 +68,13 @@ def test_gradcheck_tiny():
         return y, h
 
     assert torch.autograd.gradcheck(fn, (u, dt, a, bb, cc, d, z, bias))
+
+
+@pytest.mark.parametrize("tile_elements", [63 * 7, 3 * 63 * 7, 6 * 63 * 7])  # 1 and 3 channels, 1 batch element
+def test_tiled_scan_matches_loop(tile_elements):
+    """Cache-sized tiles over (batch, channel) rows give the loop's outputs, last state and gradients."""
+    inputs = _inputs(torch.float64)
+    tiled = _grads(selective_scan_chunked, inputs, True, True, tile_elements=tile_elements)
+    loop = _grads(selective_scan_reference, inputs, True, True)
+    for got, want in zip(tiled, loop):
+        torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-9)

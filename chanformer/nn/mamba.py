@@ -25,7 +25,6 @@ from chanformer.nn.selective_scan import selective_scan
 
 __all__ = ["BidirectionalMamba", "Mamba", "MambaLayer"]
 
-_BIG_STEP, _LONG = 4096, 256  # CPU inference: the loop wins for steps larger than this on sequences shorter than that
 
 
 class Mamba(nn.Module):
@@ -43,11 +42,10 @@ class Mamba(nn.Module):
         dt_init_floor: lower bound of the initial step sizes.
         conv_bias: bias in the depthwise convolution.
         bias: biases in ``in_proj``/``out_proj``.
-        scan: ``"chunked"`` (vectorised), ``"reference"`` (per-step loop) or ``"auto"``: on CPU,
-            the loop for inference when steps are large (``B * d_inner * d_state > 4096``) and the
-            sequence is short (``L < 256``), since it then moves less memory and its per-step
-            overhead is amortised; the chunked scan otherwise (under gradients its analytic
-            backward beats the loop's autograd at every measured shape).
+        scan: ``"chunked"`` (vectorised), ``"reference"`` (per-step loop) or ``"auto"``: the
+            kernel dispatcher on CUDA (Triton when available), the chunked scan elsewhere (with
+            its cache-sized tiles and analytic backward it beat the loop at every measured CPU
+            shape, inference and training: 1.1-4x, ``docs/performance.md``).
         chunk_size: chunk length for the chunked scan.
     """
 
@@ -126,9 +124,7 @@ class Mamba(nn.Module):
             )  # fmt: skip
             return self.out_proj(cast(Tensor, y).transpose(1, 2))
         if scan == "auto":
-            big_steps = hidden.shape[0] * self.d_inner * self.d_state > _BIG_STEP
-            loop = big_steps and length < _LONG and not torch.is_grad_enabled()
-            scan = "reference" if hidden.device.type == "cpu" and loop else "chunked"
+            scan = "chunked"
         y = selective_scan(
             x,
             dt,

@@ -14,14 +14,16 @@ Two implementations with the same signature:
   states come from cumulative sums of the log-decays ``dt * A`` and of the rescaled inputs
   (vectorised over all chunks), and only the ``L / K`` chunk-boundary states are carried
   sequentially. It matches the loop to float32 rounding. It does a few times more arithmetic
-  than the loop but issues ``K`` times fewer operations: far faster when steps are small
-  (long sequences, small ``B * D * N``) and on accelerators; on CPU with large steps the loop
-  can win (see :class:`chanformer.nn.mamba.Mamba`'s ``scan="auto"``).
+  than the loop but issues ``K`` times fewer operations, and it works on cache-sized tiles of
+  (batch, channel) rows: faster than the loop at every measured CPU shape.
 
 Both compute in float32 (or float64 when the inputs are float64) and return ``u.dtype``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +32,53 @@ from torch import Tensor
 __all__ = ["selective_scan", "selective_scan_chunked", "selective_scan_reference"]
 
 _MAX_CHUNK_LOG_DECAY = 60.0  # exp(60) ~ 1e26: far from float32 overflow
+_TILE_ELEMENTS = 1 << 20  # ~4 MB float32 per [rows, L, N] tensor (2-core CPU measurement)
+
+
+def _tile_rows(bsz: int, d: int, per_row: int, budget: int | None) -> int | None:
+    """(batch, channel) rows per tile for a ``budget`` of values, or ``None`` when one tile holds all."""
+    if budget is None or bsz * d * per_row <= budget:
+        return None
+    return max(1, budget // per_row)
+
+
+def _split(x: Tensor | None, size: int, dim: int, count: int) -> list[Tensor | None]:
+    # torch.split, whose backward concatenates the tile gradients (indexing would zero-fill a
+    # full-size gradient per tile)
+    return [None] * count if x is None else list(x.split(size, dim))
+
+
+def _scan_in_tiles(
+    scan: Callable[..., Tensor | tuple[Tensor, Tensor]], rows: int, u: Tensor, delta: Tensor, A: Tensor, B: Tensor,
+    C: Tensor, D: Tensor | None, z: Tensor | None, delta_bias: Tensor | None, with_state: bool,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Run ``scan`` on tiles of about ``rows`` (batch, channel) rows and reassemble ``y [B, D, L]``
+    (and the last state ``[B, D, N]``): groups of whole batch elements when one fits, else channel
+    slices of one batch element."""
+    bsz, d = u.shape[:2]
+    grid: list[list[Tensor | tuple[Tensor, Tensor]]]  # [batch groups][channel groups]
+    if rows >= d:
+        step = rows // d
+        n = -(-bsz // step)
+        tiles = zip(*(_split(x, step, 0, n) for x in (u, delta, B, C, z)))
+        grid = [[scan(tu, tdelta, A, tB, tC, D, tz, delta_bias)] for tu, tdelta, tB, tC, tz in tiles]
+    else:
+        n = -(-d // rows)
+        per_channel = [_split(x, rows, 0, n) for x in (A, D, delta_bias)]
+        grid = []
+        for tu, tdelta, tB, tC, tz in zip(*(_split(x, 1, 0, bsz) for x in (u, delta, B, C, z))):
+            per_sample = [_split(x, rows, 1, n) for x in (tu, tdelta, tz)]
+            grid.append([
+                scan(cu, cdelta, cA, tB, tC, cD, cz, cbias)
+                for cu, cdelta, cz, cA, cD, cbias in zip(*per_sample, *per_channel)
+            ])
+
+    def join(pick: Callable[[Any], Tensor]) -> Tensor:
+        return torch.cat([torch.cat([pick(p) for p in row], dim=1) for row in grid], dim=0)
+
+    if with_state:
+        return join(lambda p: p[0]), join(lambda p: p[1])
+    return join(lambda p: p)
 
 
 def _prepare(
@@ -218,6 +267,7 @@ def selective_scan_chunked(
     delta_softplus: bool = False,
     return_last_state: bool = False,
     chunk_size: int = 32,
+    tile_elements: int | None = _TILE_ELEMENTS,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Selective scan, vectorised within chunks of ``chunk_size`` steps (same arguments and
     results as :func:`selective_scan_reference`).
@@ -232,11 +282,28 @@ def selective_scan_chunked(
     float64 with each step's log-decay floored at ``-600 / K`` (a change below ``e^-75`` of the
     carried state). Checking the range costs one device-to-host synchronisation.
 
+    Large problems are computed in tiles of (batch, channel) rows whose ``[rows, L, N]`` tensors
+    hold about ``tile_elements`` values, so each tile's passes stay in cache: at MambAttention's
+    4 s time axis (``B * F' = 100, D = 256, L = 641, N = 16``) the untiled passes over 1 GB tensors
+    were slower than the per-step loop on CPU (``docs/performance.md``).
+
     Args:
         chunk_size: steps per chunk ``K`` (>= 1). Memory is a few ``[B, D, L, N]`` tensors.
+        tile_elements: values per tile (``None``: no tiling).
     """
     if chunk_size < 1:
         raise ValueError(f"selective_scan_chunked(chunk_size={chunk_size}): must be >= 1")
+    rows = _tile_rows(u.shape[0], u.shape[1], u.shape[2] * A.shape[-1], tile_elements)
+    if rows is not None:
+
+        def scan(*tile: Tensor | None) -> Tensor | tuple[Tensor, Tensor]:
+            tu, tdelta, tA, tB, tC, tD, tz, tbias = tile
+            return selective_scan_chunked(
+                tu, tdelta, tA, tB, tC, D=tD, z=tz, delta_bias=tbias, delta_softplus=delta_softplus,  # type: ignore[arg-type]
+                return_last_state=return_last_state, chunk_size=chunk_size, tile_elements=None,
+            )
+
+        return _scan_in_tiles(scan, rows, u, delta, A, B, C, D, z, delta_bias, return_last_state)
     out_dtype = u.dtype
     u, dt, A, B, C, work = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
     bsz, d, length = u.shape
