@@ -380,7 +380,7 @@ def make_synthetic_slides(
     pattern: densely packed (7 per 1000 px), large (radius 4-6.5 px vs 2-4.5), darker nuclei. Negatives have no
     such tile, so the label depends on a few percent of the tissue tiles only.
 
-    Files: ``slide_XXX.tif`` (tiled pyramid, ``levels`` levels with SubIFDs), ``labels.csv``
+    Files: ``slide_000.tif``, ``slide_001.tif``, ... (tiled pyramids, ``levels`` levels with SubIFDs), ``labels.csv``
     (``slide,label``) and ``slides.json`` (label and informative tile coordinates per slide).
 
     Returns:
