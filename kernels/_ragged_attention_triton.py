@@ -22,6 +22,16 @@ import triton.language as tl
 
 
 @triton.jit
+def _load_rows(p, o_rows, o_e, HD, mask, UPCAST: tl.constexpr):
+    """Rows ``o_rows`` x features ``o_e`` of a ``[L, HD]`` tensor at ``p`` (0 where masked), as float32
+    when ``UPCAST`` (the interpreter's bf16 ``tl.dot`` is broken), in their own dtype otherwise."""
+    b_x = tl.load(p + o_rows[:, None] * HD + o_e[None, :], mask=mask, other=0.0)
+    if UPCAST:
+        b_x = b_x.to(tl.float32)
+    return b_x
+
+
+@triton.jit
 def _ragged_attn_fwd_kernel(
     p_q, p_k, p_v, p_mask, p_blk, p_o, p_lse,
     H, L, HD, NB, scale,
@@ -33,9 +43,7 @@ def _ragged_attn_fwd_kernel(
     o_e = tl.arange(0, BLOCK_HD)
     m_m, m_e = o_m < L, o_e < HD
     base = i_bh * L * HD
-    b_q = tl.load(p_q + base + o_m[:, None] * HD + o_e[None, :], mask=m_m[:, None] & m_e[None, :], other=0.0)
-    if UPCAST:
-        b_q = b_q.to(tl.float32)
+    b_q = _load_rows(p_q + base, o_m, o_e, HD, m_m[:, None] & m_e[None, :], UPCAST)
     b_mi = tl.full([BLOCK_M], float("-inf"), tl.float32)
     b_li = tl.full([BLOCK_M], 0.0, tl.float32)
     b_acc = tl.full([BLOCK_M, BLOCK_HD], 0.0, tl.float32)
@@ -44,12 +52,8 @@ def _ragged_attn_fwd_kernel(
             o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)
             m_n = o_n < L
             m_kv = m_n[:, None] & m_e[None, :]
-            b_k = tl.load(p_k + base + o_n[:, None] * HD + o_e[None, :], mask=m_kv, other=0.0)
-            if UPCAST:
-                b_k = b_k.to(tl.float32)
-            b_v = tl.load(p_v + base + o_n[:, None] * HD + o_e[None, :], mask=m_kv, other=0.0)
-            if UPCAST:
-                b_v = b_v.to(tl.float32)
+            b_k = _load_rows(p_k + base, o_n, o_e, HD, m_kv, UPCAST)
+            b_v = _load_rows(p_v + base, o_n, o_e, HD, m_kv, UPCAST)
             b_keep = tl.load(p_mask + i_b * L + o_n, mask=m_n, other=0) != 0
             b_s = tl.dot(b_q, tl.trans(b_k), input_precision=PREC).to(tl.float32) * scale  # [BM, HD] @ [HD, BN] -> [BM, BN]
             b_s = tl.where(b_keep[None, :], b_s, float("-inf"))
@@ -84,23 +88,15 @@ def _ragged_attn_bwd_dkdv_kernel(
     b_dk = tl.full([BLOCK_N, BLOCK_HD], 0.0, tl.float32)
     b_dv = tl.full([BLOCK_N, BLOCK_HD], 0.0, tl.float32)
     if tl.load(p_blk + i_b * NB + i_n) != 0:
-        b_k = tl.load(p_k + base + o_n[:, None] * HD + o_e[None, :], mask=m_kv, other=0.0)
-        if UPCAST:
-            b_k = b_k.to(tl.float32)
-        b_v = tl.load(p_v + base + o_n[:, None] * HD + o_e[None, :], mask=m_kv, other=0.0)
-        if UPCAST:
-            b_v = b_v.to(tl.float32)
+        b_k = _load_rows(p_k + base, o_n, o_e, HD, m_kv, UPCAST)
+        b_v = _load_rows(p_v + base, o_n, o_e, HD, m_kv, UPCAST)
         b_keep = (tl.load(p_mask + i_b * L + o_n, mask=m_n, other=0) != 0) & m_n
         for i_m in range(0, tl.cdiv(L, BLOCK_M)):
             o_m = i_m * BLOCK_M + tl.arange(0, BLOCK_M)
             m_m = o_m < L
             m_q = m_m[:, None] & m_e[None, :]
-            b_q = tl.load(p_q + base + o_m[:, None] * HD + o_e[None, :], mask=m_q, other=0.0)
-            if UPCAST:
-                b_q = b_q.to(tl.float32)
-            b_do = tl.load(p_do + base + o_m[:, None] * HD + o_e[None, :], mask=m_q, other=0.0)
-            if UPCAST:
-                b_do = b_do.to(tl.float32)
+            b_q = _load_rows(p_q + base, o_m, o_e, HD, m_q, UPCAST)
+            b_do = _load_rows(p_do + base, o_m, o_e, HD, m_q, UPCAST)
             b_lse = tl.load(p_lse + i_bh * L + o_m, mask=m_m, other=float("inf"))
             b_delta = tl.load(p_delta + i_bh * L + o_m, mask=m_m, other=0.0)
             b_s = tl.dot(b_q, tl.trans(b_k), input_precision=PREC).to(tl.float32) * scale  # [BM, HD] @ [HD, BN] -> [BM, BN]
@@ -128,12 +124,8 @@ def _ragged_attn_bwd_dq_kernel(
     m_m, m_e = o_m < L, o_e < HD
     m_q = m_m[:, None] & m_e[None, :]
     base = i_bh * L * HD
-    b_q = tl.load(p_q + base + o_m[:, None] * HD + o_e[None, :], mask=m_q, other=0.0)
-    if UPCAST:
-        b_q = b_q.to(tl.float32)
-    b_do = tl.load(p_do + base + o_m[:, None] * HD + o_e[None, :], mask=m_q, other=0.0)
-    if UPCAST:
-        b_do = b_do.to(tl.float32)
+    b_q = _load_rows(p_q + base, o_m, o_e, HD, m_q, UPCAST)
+    b_do = _load_rows(p_do + base, o_m, o_e, HD, m_q, UPCAST)
     b_lse = tl.load(p_lse + i_bh * L + o_m, mask=m_m, other=float("inf"))
     b_delta = tl.load(p_delta + i_bh * L + o_m, mask=m_m, other=0.0)
     b_dq = tl.full([BLOCK_M, BLOCK_HD], 0.0, tl.float32)
@@ -142,12 +134,8 @@ def _ragged_attn_bwd_dq_kernel(
             o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)
             m_n = o_n < L
             m_kv = m_n[:, None] & m_e[None, :]
-            b_k = tl.load(p_k + base + o_n[:, None] * HD + o_e[None, :], mask=m_kv, other=0.0)
-            if UPCAST:
-                b_k = b_k.to(tl.float32)
-            b_v = tl.load(p_v + base + o_n[:, None] * HD + o_e[None, :], mask=m_kv, other=0.0)
-            if UPCAST:
-                b_v = b_v.to(tl.float32)
+            b_k = _load_rows(p_k + base, o_n, o_e, HD, m_kv, UPCAST)
+            b_v = _load_rows(p_v + base, o_n, o_e, HD, m_kv, UPCAST)
             b_keep = (tl.load(p_mask + i_b * L + o_n, mask=m_n, other=0) != 0) & m_n
             b_s = tl.dot(b_q, tl.trans(b_k), input_precision=PREC).to(tl.float32) * scale  # [BM, HD] @ [HD, BN] -> [BM, BN]
             b_p = tl.where(b_keep[None, :], tl.exp(b_s - b_lse[:, None]), 0.0)
