@@ -5,12 +5,23 @@ followed by one case per line: dimensions separated by ``:``, values within a di
 ``,``, ``?`` for a missing value and, when ``@classLabel true``/``@targetLabel true``, the
 label as the last ``:``-separated field. With ``@timeStamps true`` values are written as
 ``(timestamp,value)`` pairs; the timestamps are skipped and only the values are kept.
+
+Values must be finite in float32: ``inf``/``-inf`` and numbers beyond +-3.4e38 are refused
+(:class:`TsFormatError` naming file, line, dimension and value), as they would poison every
+statistic computed from the channel; missing values are written ``?`` (or ``NaN``).
+
+Header slips that the data resolve are read the way the data say, with a warning naming the
+file and lines: ``@equalLength true`` with a ``@seriesLength`` that no case has, while every
+case has the same other length (UEA's EyesOpenShut declares 127 and holds 128 values). What
+the data cannot resolve is refused: cases (or dimensions) of different lengths under
+``@equalLength true``, dimension counts other than ``@dimensions``.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +32,7 @@ __all__ = ["TsData", "TsFormatError", "TsHeader", "read_ts", "read_ts_header"]
 _BOOL_TAGS = {"timestamps", "missing", "univariate", "equallength"}
 _INT_TAGS = {"dimensions", "serieslength"}
 _PAIR = re.compile(r"\(([^()]*)\)")
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 class TsFormatError(ValueError):
@@ -49,6 +61,8 @@ class TsHeader:
     target_label: bool = False
     data_line: int = 0
     """Line number (1-based) of the ``@data`` tag."""
+    tag_lines: dict[str, int] = field(default_factory=dict)
+    """Line number (1-based) of every header tag read, by lower-case tag name."""
 
     @property
     def has_label(self) -> bool:
@@ -127,6 +141,7 @@ def _parse_header_line(header: TsHeader, lineno: int, line: str) -> bool:
     tag, _, rest = line[1:].partition(" ")
     tag = tag.lower()
     rest = rest.strip()
+    header.tag_lines[tag] = lineno
     if tag == "data":
         header.data_line = lineno
         return True
@@ -147,8 +162,10 @@ def _parse_header_line(header: TsHeader, lineno: int, line: str) -> bool:
             raise TsFormatError(path, lineno, f"@{tag} must be positive, got {n}")
         setattr(header, "dimensions" if tag == "dimensions" else "series_length", n)
     elif tag == "classlabel":
-        flag, *labels = rest.split()
-        header.class_label = _parse_bool(path, lineno, tag, flag or "")
+        flag, *labels = rest.split() or [""]
+        header.class_label = _parse_bool(path, lineno, tag, flag)
+        if not header.class_label and labels:
+            raise TsFormatError(path, lineno, f"@classLabel false must not list labels, got {labels}")
         if header.class_label and not labels:
             raise TsFormatError(path, lineno, "@classLabel true must list the class labels")
         if len(set(labels)) != len(labels):
@@ -219,12 +236,34 @@ def _parse_values(text: str, header: TsHeader, lineno: int, dim: int) -> np.ndar
         tokens = text.split(",")
     tokens = ["nan" if t.strip() == "?" else t for t in tokens]
     try:
-        return np.array(tokens, dtype=np.float32)
+        values = np.array(tokens, dtype=np.float64)
     except ValueError:
         bad = next(t for t in tokens if not _is_float(t))
         raise TsFormatError(
             header.path, lineno, f"dimension {dim}: cannot parse value {bad.strip()!r}"
         ) from None
+    _check_finite(values, tokens, header.path, lineno, f"dimension {dim}")
+    return values.astype(np.float32)
+
+
+def _check_finite(
+    values: np.ndarray, tokens: list[str], path: Path, lineno: int | None, where: str
+) -> None:
+    """Refuse +-inf and values beyond float32's range (NaN = missing passes)."""
+    with np.errstate(invalid="ignore"):
+        bad = np.abs(values) > _F32_MAX  # False for NaN; True for +-inf
+    if not bad.any():
+        return
+    i = int(np.flatnonzero(bad)[0])
+    token = tokens[i].strip()
+    what = "is infinite" if token.lower().lstrip("+-") in ("inf", "infinity") else "overflows float32 (|x| > 3.4e38)"
+    more = f" ({int(bad.sum())} such values in this {where.split()[0]})" if bad.sum() > 1 else ""
+    raise TsFormatError(
+        path,
+        lineno,
+        f"{where}, value {i}: {token!r} {what}{more}; only finite values are accepted "
+        "(write a missing value as '?')",
+    )
 
 
 def _is_float(token: str) -> bool:
@@ -260,44 +299,62 @@ def read_ts(path: str | os.PathLike[str]) -> TsData:
         if not in_data:
             in_data = _parse_header_line(header, lineno, line)
             declared = set(header.class_labels)
-            dims_source = "declared by the header" if header.n_dims is not None else "set by the first case"
+            dims_source = "header declares" if header.n_dims is not None else "row 1 has"
             continue
+        row = len(series) + 1
         parts = _split_dims(line, header)
+        label: str | None = None
         if header.has_label:
             if len(parts) < 2:
                 raise TsFormatError(
-                    path, lineno, "row has no ':'-separated label but the header declares one"
-                )
-            labels.append(parts.pop().strip())
-            if header.class_label and labels[-1] not in declared:
-                raise TsFormatError(
                     path,
                     lineno,
-                    f"class label {labels[-1]!r} is not declared by @classLabel {sorted(declared)}",
+                    f"row {row} has no ':'-separated label but the header declares one "
+                    f"({'@classLabel' if header.class_label else '@targetLabel'} true); truncated row?",
                 )
+            label = parts.pop().strip()
         n_dims = header.n_dims
         if n_dims is None:
             n_dims = header.dimensions = len(parts)
         if len(parts) != n_dims:
-            raise TsFormatError(
-                path, lineno, f"expected {n_dims} dimensions ({dims_source}), found {len(parts)}"
+            extra = (
+                f" (+ the label: {n_dims + 1} ':'-separated fields expected, found {len(parts) + 1}"
+                f"{'; truncated row?' if len(parts) < n_dims else ''})"
+                if label is not None
+                else ""
             )
+            raise TsFormatError(
+                path, lineno, f"row {row} has {len(parts)} dimensions, {dims_source} {n_dims}{extra}"
+            )
+        if label is not None:
+            labels.append(label)
+            if header.class_label and label not in declared:
+                raise TsFormatError(
+                    path,
+                    lineno,
+                    f"row {row}: class label {label!r} is not declared by @classLabel {sorted(declared)}",
+                )
         dims = [_parse_values(p, header, lineno, d) for d, p in enumerate(parts)]
-        series.append(_stack_dims(dims, header, lineno))
+        series.append(_stack_dims(dims, header, lineno, row))
         lines.append(lineno)
     if not in_data:
         raise TsFormatError(path, None, "no @data line found")
     if not series:
         raise TsFormatError(path, None, "no cases after @data")
+    if header.equal_length:
+        _check_equal_lengths(header, series, lines)
     targets = None
     if header.target_label:
         try:
-            targets = np.array(labels, dtype=np.float32)
+            targets = np.array(labels, dtype=np.float64)
         except ValueError:
             bad = next(i for i, lab in enumerate(labels) if not _is_float(lab))
             raise TsFormatError(
                 path, lines[bad], f"regression target {labels[bad]!r} is not a number"
             ) from None
+        for i, t in enumerate(targets):
+            _check_finite(t[None], [labels[i]], path, lines[i], f"row {i + 1} regression target")
+        targets = targets.astype(np.float32)
     return TsData(
         header=header,
         series=series,
@@ -307,18 +364,44 @@ def read_ts(path: str | os.PathLike[str]) -> TsData:
     )
 
 
-def _stack_dims(dims: list[np.ndarray], header: TsHeader, lineno: int) -> np.ndarray:
+def _check_equal_lengths(header: TsHeader, series: list[np.ndarray], lines: list[int]) -> None:
+    """``@equalLength true``: every case must have one length; a ``@seriesLength`` that
+    contradicts a length all cases share is a header slip: warn and keep the data's length.
+    """
+    t0 = series[0].shape[1]
+    declared = header.series_length
+    for i, s in enumerate(series[1:], start=1):
+        if s.shape[1] != t0:
+            decl = f"header declares @seriesLength {declared}, " if declared is not None else ""
+            raise TsFormatError(
+                header.path,
+                lines[i],
+                f"row {i + 1} has {s.shape[1]} values per dimension, {decl}row 1 (line {lines[0]}) "
+                f"has {t0}; @equalLength true but the cases differ in length",
+            )
+    if declared is not None and declared != t0:
+        tag_line = header.tag_lines.get("serieslength")
+        warnings.warn(
+            f"{header.path}, line {tag_line}: header declares @seriesLength {declared} but all "
+            f"{len(series)} rows (lines {lines[0]}-{lines[-1]}) hold {t0} values per dimension; "
+            f"reading {t0} values as the data say",
+            UserWarning,
+            stacklevel=3,
+        )
+        header.series_length = t0
+
+
+def _stack_dims(dims: list[np.ndarray], header: TsHeader, lineno: int, row: int) -> np.ndarray:
     lengths = [len(d) for d in dims]
     t = max(lengths)
-    if header.equal_length:
-        if min(lengths) != t:
-            raise TsFormatError(
-                header.path, lineno, f"@equalLength true but dimension lengths differ: {lengths}"
-            )
-        if header.series_length is not None and t != header.series_length:
-            raise TsFormatError(
-                header.path, lineno, f"series length {t} != @seriesLength {header.series_length}"
-            )
+    if header.equal_length and min(lengths) != t:
+        d = next(i for i, n in enumerate(lengths) if n != lengths[0])
+        raise TsFormatError(
+            header.path,
+            lineno,
+            f"row {row}: dimension {d} has {lengths[d]} values, dimension 0 has {lengths[0]} "
+            "(@equalLength true; truncated row?)",
+        )
     out = np.full((len(dims), t), np.nan, dtype=np.float32)
     for i, d in enumerate(dims):  # shorter dimensions of one case are padded with NaN (= missing)
         out[i, : len(d)] = d

@@ -121,16 +121,16 @@ def test_regression_targets(tmp_path):
     [
         (
             "@dimensions 2\n@classLabel true a b\n@data\n1,2:3,4:a\n1,2:a\n",
-            r"line 5: expected 2 dimensions \(declared by the header\), found 1",
+            r"line 5: row 2 has 1 dimensions, header declares 2 \(\+ the label: 3 ':'-separated fields",
         ),
         (
             "@dimensions 2\n@classLabel true a b\n@data\n1,2:3,4:a\n1,2:3,4:c\n",
-            r"line 5: class label 'c' is not",
+            r"line 5: row 2: class label 'c' is not",
         ),
         ("@classLabel true a\n@data\n1,x:3,4:a\n", r"line 3: dimension 0: cannot parse value 'x'"),
         (
             "@dimensions 2\n@classLabel true a\n@data\n1,2:3,4:a\n1,2,3:3,4,5:a\n",
-            r"line 7: series length 3 != @",
+            r"line 7: row 2 has 3 values per dimension, header declares @seriesLength 2, row 1",
         ),
         ("@bogus 1\n@data\n1,2\n", r"line 1: unknown header tag @bogus"),
         ("@missing maybe\n@data\n1,2\n", r"line 1: @missing must be 'true' or 'false'"),
@@ -140,7 +140,7 @@ def test_regression_targets(tmp_path):
     ],
 )
 def test_malformed_ts_errors(tmp_path, body, match):
-    extra = "@equalLength true\n@seriesLength 2\n" if "series length" in match else ""
+    extra = "@equalLength true\n@seriesLength 2\n" if "values per dimension" in match else ""
     p = write(tmp_path, extra + body, name="bad.ts")
     with pytest.raises(TsFormatError, match=match) as e:
         read_ts(p)
