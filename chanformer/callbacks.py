@@ -4,14 +4,80 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint as _LightningModelCheckpoint
+from torch import Tensor
 
 from chanformer.io import write_text_atomic
 
-__all__ = ["RankConsistencyCheck", "parameter_digest"]
+__all__ = ["ModelCheckpoint", "RankConsistencyCheck", "parameter_digest", "upgrade_checkpoint_callbacks"]
+
+
+class ModelCheckpoint(_LightningModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` whose ``save_last`` rewrites ``last.ckpt`` after every
+    training epoch, whether or not the monitored metric improved.
+
+    Lightning 2.x writes ``last.ckpt`` only when it has just saved a top-k checkpoint ("a copy
+    whenever a checkpoint file gets saved"), so with ``monitor=`` and ``save_top_k=1`` a run
+    whose metric stops improving keeps an old ``last.ckpt`` and a resume restarts many epochs
+    back. Here ``last.ckpt`` always holds the end of the latest epoch (and of the latest
+    validation run): a resume loses at most the epoch that was running. With ``save_last="link"``
+    the link is replaced by a real file whenever it would point at an older epoch.
+    """
+
+    _last_current_step: int | None = None  # global step that last.ckpt holds (None: not written yet)
+
+    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Tensor]) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        # Saving (or linking to a checkpoint) of this step leaves _last_global_step_saved at it.
+        if self.save_last and self._last_global_step_saved == trainer.global_step:
+            self._last_current_step = trainer.global_step
+
+    def _ensure_last(self, trainer: L.Trainer) -> None:
+        from lightning.pytorch.trainer.states import TrainerFn
+
+        fitting = trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
+        if not self.save_last or not fitting or getattr(trainer, "fast_dev_run", False):
+            return
+        if self._last_current_step == trainer.global_step:
+            return
+        mode = self.save_last
+        self.save_last = True  # a file, never a link to an older epoch's checkpoint
+        try:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        finally:
+            self.save_last = mode
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._ensure_last(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        # Also on epochs without validation (check_val_every_n_epoch > 1): validation, when it
+        # runs at an epoch's end, comes before this hook, so it is never saved twice.
+        self._ensure_last(trainer)
+
+
+def upgrade_checkpoint_callbacks(callbacks: Iterable[Any]) -> int:
+    """Turn every plain Lightning ``ModelCheckpoint`` with ``save_last`` into :class:`ModelCheckpoint`
+    (same settings and state; only ``last.ckpt`` is written more often). Returns how many.
+
+    The chanformer CLI applies it to the trainer's callbacks, so configs naming
+    ``lightning.pytorch.callbacks.ModelCheckpoint`` get a ``last.ckpt`` after every epoch too.
+    """
+    n = 0
+    for cb in callbacks:
+        if type(cb) is _LightningModelCheckpoint and cb.save_last:
+            cb.__class__ = ModelCheckpoint  # adds behaviour only; no new state to initialise
+            n += 1
+    return n
 
 
 def parameter_digest(module: torch.nn.Module) -> str:

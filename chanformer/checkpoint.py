@@ -1,37 +1,111 @@
-"""Checkpoint I/O that never leaves a half-written file behind."""
+"""Checkpoint I/O: never a half-written file, never unpickled code.
+
+* :func:`load_checkpoint_file` is the one way chanformer reads a ``torch.save`` pickle
+  (Lightning ``.ckpt``, original ``.pt``/``.bin`` weights, SpeechBrain ``.ckpt``): local files
+  only, with ``weights_only=True`` (tensors, numbers, strings and plain containers; no class is
+  imported and no code runs). URLs are refused: download the file and pass the local copy.
+* :class:`AtomicCheckpointIO` writes checkpoints atomically (mode ``0o666`` minus the umask) and
+  loads them with :func:`load_checkpoint_file`, whatever ``weights_only`` Lightning asks for.
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-__all__ = ["AtomicCheckpointIO"]
+from chanformer.io import write_file_atomic
+
+__all__ = ["AtomicCheckpointIO", "RemoteCheckpointError", "is_url", "load_checkpoint_file", "refuse_url"]
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+class RemoteCheckpointError(ValueError):
+    """A URL was given where chanformer only loads local checkpoint files."""
+
+
+def _text(path: object) -> str | None:
+    if isinstance(path, str):
+        return path
+    if isinstance(path, os.PathLike):
+        value = os.fspath(path)
+        return value if isinstance(value, str) else None
+    return None
+
+
+def is_url(path: object) -> bool:
+    """True for ``scheme://...`` strings (http, https, s3, gs, hf, file, ...)."""
+    text = _text(path)
+    return text is not None and bool(_SCHEME.match(text))
+
+
+def refuse_url(path: object, what: str) -> None:
+    """Raise :class:`RemoteCheckpointError` naming ``what`` when ``path`` is a URL."""
+    if is_url(path):
+        raise RemoteCheckpointError(
+            f"{what} {_text(path)!r}: remote checkpoints are not loaded (a checkpoint is a pickle, and fetching "
+            "one hands it to an unpickler); download it yourself and pass the local file"
+        )
+
+
+def load_checkpoint_file(path: str | os.PathLike[str], what: str = "checkpoint", map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` of a local file, with errors that name ``what`` and the file.
+
+    Raises:
+        RemoteCheckpointError: ``path`` is a URL.
+        FileNotFoundError: no such file.
+        ValueError: the file is not a PyTorch checkpoint, or it holds Python objects other than
+            tensors and plain values (it is then not unpickled: no code in it runs).
+    """
+    refuse_url(path, what)
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} {p}: no such file")
+    try:
+        return torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights only" in first.lower() or "weights_only" in first.lower():
+            raise ValueError(f"{what} {p}: refused: it holds Python objects other than tensors and plain values, "
+                             f"which are never unpickled ({first})") from None  # fmt: skip
+        raise ValueError(f"{what} {p}: not a PyTorch checkpoint ({first})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{what} {p}: not a readable PyTorch checkpoint, or a truncated one ({first})") from None
+
+
+def _keep_storage(storage: Any, location: str) -> Any:
+    return storage
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write each checkpoint to a temporary file in the target folder, then rename it.
+    """Write each checkpoint to a temporary file in the target folder, then rename it; load
+    checkpoints tensors-only.
 
-    A run killed while saving leaves the previous checkpoint intact; ``os.replace`` is atomic
-    on POSIX and Windows file systems.
+    A run killed while saving leaves the previous checkpoint intact (``os.replace`` is atomic on
+    POSIX and Windows file systems) and its temporary file is removed by the next save to that
+    path; a failed write (disk full) raises :class:`~chanformer.io.WriteError` naming the file.
+    Loading refuses URLs and always unpickles with ``weights_only=True``.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if storage_options is not None:
             raise TypeError(f"AtomicCheckpointIO got storage_options={storage_options!r}, which it does not support")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        if is_url(path):
+            raise RemoteCheckpointError(f"checkpoint {_text(path)!r}: AtomicCheckpointIO writes local files only")
+        write_file_atomic(Path(path), lambda f: torch.save(checkpoint, f), fsync=True)
+
+    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
+        # ``weights_only`` is ignored on purpose: nothing chanformer loads may run code. Storages
+        # stay where they were saved unless asked otherwise, as in Lightning's TorchCheckpointIO.
+        where = _keep_storage if map_location is None else map_location
+        state = load_checkpoint_file(path, "--ckpt_path", map_location=where)
+        if not isinstance(state, dict):
+            raise ValueError(f"--ckpt_path {path}: not a Lightning checkpoint (holds a {type(state).__name__})")
+        return state

@@ -10,7 +10,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from chanformer.checkpoint import AtomicCheckpointIO
+from chanformer.callbacks import upgrade_checkpoint_callbacks
+from chanformer.checkpoint import AtomicCheckpointIO, refuse_url
 from chanformer.tasks import ChannelTask
 
 
@@ -26,14 +27,26 @@ class ChanformerCLI(LightningCLI):
         parser.add_argument("--importance_plot", type=str | None, default=None,
                             help="test: write a bar chart (PNG) of mean channel importance over the test set")
 
+    def before_instantiate_classes(self) -> None:
+        """Refuse a remote ``--ckpt_path`` before anything is built (checkpoints are pickles)."""
+        cfg = self.config.get(self.subcommand, {}) if self.subcommand else self.config
+        refuse_url(cfg.get("ckpt_path"), "--ckpt_path")
+
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        """Add a rich progress bar and atomic checkpoint writes unless the config chose others."""
+        """Add a rich progress bar, atomic tensors-only checkpoint I/O and a ``last.ckpt`` written
+        after every epoch (see :func:`~chanformer.callbacks.upgrade_checkpoint_callbacks`)."""
         trainer = super().instantiate_trainer(**kwargs)
+        upgrade_checkpoint_callbacks(trainer.callbacks)
         if trainer.progress_bar_callback is not None and not isinstance(trainer.progress_bar_callback, RichProgressBar):
             trainer.callbacks = [c for c in trainer.callbacks if c is not trainer.progress_bar_callback]
             trainer.callbacks.append(RichProgressBar(leave=True))
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        elif not isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
+            # A checkpoint IO of the config's choosing: it is trusted like any class_path in the
+            # config, but its loads cannot be vouched for; say so once.
+            warnings.warn(f"checkpoint_io {type(trainer.strategy.checkpoint_io).__name__} chosen by the config: "
+                          "chanformer's tensors-only loading does not apply to it", stacklevel=1)  # fmt: skip
         return trainer
 
     def after_fit(self) -> None:

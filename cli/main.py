@@ -14,6 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from chanformer.io import WriteError
+
 DEFAULT_RECIPE = "basicmotions-softs"
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
@@ -125,7 +127,7 @@ def main(args: Sequence[str] | None = None) -> int:
         if argv[0] in COMMANDS:
             return int(COMMANDS[argv[0]](argv[1:]))
         raise UsageError(f"unknown command {argv[0]!r}; expected one of {[*LIGHTNING_COMMANDS, *COMMANDS]}")
-    except (UsageError, ValueError, TypeError, FileNotFoundError, KeyError) as e:
+    except (UsageError, ValueError, TypeError, FileNotFoundError, KeyError, WriteError) as e:
         if os.environ.get("CHANFORMER_TRACEBACK"):
             raise
         print(f"chanformer: error: {_root_message(e)}", file=sys.stderr)

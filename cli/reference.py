@@ -32,15 +32,22 @@ def _check(paths: list[str]) -> int:
     return 1 if failed else 0
 
 
-def _load_state(path: Path) -> dict[str, torch.Tensor]:
+def _load_state(path: str | Path) -> dict[str, torch.Tensor]:
+    from chanformer.checkpoint import load_checkpoint_file, refuse_url
+
+    refuse_url(path, "--weights")
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--weights {path}: no such file")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
-    # Original checkpoints are torch pickles: weights_only refuses arbitrary code.
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return load_file(str(path))
+        except Exception as e:  # safetensors raises its own error types for corrupt headers
+            raise ValueError(f"--weights {path}: not a readable safetensors file ({e})") from None
+    # Original checkpoints are torch pickles: tensors-only unpickling refuses arbitrary code.
+    state = load_checkpoint_file(path, "--weights")
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
@@ -57,14 +64,14 @@ def _convert(ns: argparse.Namespace) -> int:
         meta = json.loads((Path(ns.fixture) / "fixture.json").read_text())
         conv = find_converter(meta)
         kwargs = meta.get("constructor_kwargs", {})
-        weights = Path(ns.weights) if ns.weights else Path(ns.fixture) / "weights.safetensors"
+        weights: str | Path = ns.weights if ns.weights else Path(ns.fixture) / "weights.safetensors"
     else:
         if not (ns.converter and ns.weights and ns.config):
             raise ValueError("convert needs --fixture DIR, or --converter NAME --weights FILE --config JSON")
         conv = get_converter(ns.converter)
         cfg_path = Path(ns.config)
         kwargs = json.loads(cfg_path.read_text() if cfg_path.is_file() else ns.config)
-        weights = Path(ns.weights)
+        weights = ns.weights
     model = conv.load(_load_state(weights), kwargs)
     out = save_pretrained(model, ns.out, source={"converter": conv.name, "repo": conv.repo, "constructor_kwargs": kwargs})
     print(f"wrote {out}")

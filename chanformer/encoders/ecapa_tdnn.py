@@ -391,9 +391,11 @@ def load_speechbrain_checkpoint(path: str | os.PathLike[str], **config: Any) -> 
     VoxCeleb model, i.e. :func:`ecapa_tdnn`); keys are renamed by the ``ecapa_tdnn``
     converter and loaded strictly. Returns the model in eval mode.
     """
+    from chanformer.checkpoint import load_checkpoint_file
     from chanformer.hub.converters import get_converter
 
-    state = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    # Local files only (URLs refused), tensors-only unpickling; errors name the file.
+    state = load_checkpoint_file(path, "SpeechBrain checkpoint")
     if not isinstance(state, dict):
         raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__})")
     defaults = {"input_size": 80, "channels": [1024, 1024, 1024, 1024, 3072], "lin_neurons": 192}
