@@ -198,6 +198,11 @@ class UEADataModule(ChannelDataModule):
     ) -> None:
         self.paths = {s: uea_path(name, s, root) for s in ("train", "test")}
         self.header = read_ts_header(self.paths["train"])
+        if not self.header.class_label:
+            raise ValueError(
+                f"{self.paths['train']}: @classLabel is not true, but UEADataModule needs a classification "
+                "archive (class labels listed by @classLabel true ...); use UEADataset for other files"
+            )
         n = self.header.n_dims or 0
         names = channel_names or [f"dim_{i}" for i in range(n)]
         if len(names) != n:
@@ -235,11 +240,11 @@ class UEADataModule(ChannelDataModule):
 
     @property
     def length(self) -> int:
-        """Series length of every sample (reads both files when the header does not say)."""
+        """Series length of every sample: the longest case in TRAIN and TEST (reads both files;
+        a header's ``@seriesLength`` is not trusted alone, real archives carry slips).
+        """
         if self._length is not None:
             return self._length
-        if self.header.equal_length and self.header.series_length:
-            return self.header.series_length
         return int(max(d.lengths.max() for d in self._data.values()))
 
     @property

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "EEGWindowDataset",
+    "TruncatedRecordingError",
     "bipolar_pairs",
     "channel_keys",
     "channel_map",
@@ -49,17 +50,83 @@ def read_recording(path: str | os.PathLike[str], *, preload: bool = True) -> mne
     """Read one recording with ``mne.io.read_raw`` (EDF/BDF, BrainVision, EEGLAB, Nihon Kohden, ...).
 
     A missing file raises ``FileNotFoundError``; a file mne cannot read raises ``ValueError``;
-    both name the path.
+    both name the path. An EDF/BDF file shorter than its header declares (``n_records`` x
+    record duration; mne would read the remainder as a shorter recording) raises
+    :class:`TruncatedRecordingError` with the declared and actual length. Annotations that mne
+    drops because they lie outside the data are counted and reported in one ``UserWarning``
+    naming the file.
     """
     import mne
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"EEG recording not found: {path}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            raw = mne.io.read_raw(path, preload=preload, verbose="warning")
+        except Exception as e:  # mne raises many types for unreadable/corrupt headers
+            raise ValueError(f"cannot read EEG recording {path}: {type(e).__name__}: {e}") from e
+    if path.suffix.lower() in (".edf", ".bdf"):
+        _check_edf_length(path)
+    dropped = limited = 0
+    for w in caught:
+        m = re.match(r"(Omitted|Limited) (\d+) annotation", str(w.message))
+        if m:
+            n = int(m.group(2))
+            dropped, limited = (dropped + n, limited) if m.group(1) == "Omitted" else (dropped, limited + n)
+    if dropped or limited:
+        parts = [f"{dropped} annotation(s) outside the data were dropped"] if dropped else []
+        parts += [f"{limited} annotation(s) extending past the data were clipped"] if limited else []
+        warnings.warn(
+            f"{path}: {' and '.join(parts)} (recording: {raw.n_times / raw.info['sfreq']:g} s)",
+            UserWarning,
+            stacklevel=2,
+        )
+    return raw
+
+
+class TruncatedRecordingError(ValueError):
+    """A recording file holds less data than its header declares; the message names the file."""
+
+
+def _edf_int(field: bytes) -> int | None:
     try:
-        return mne.io.read_raw(path, preload=preload, verbose="error")
-    except Exception as e:  # mne raises many types for unreadable/corrupt headers
-        raise ValueError(f"cannot read EEG recording {path}: {type(e).__name__}: {e}") from e
+        return int(field.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def _check_edf_length(path: Path) -> None:
+    """Compare an EDF/BDF file's size with its header: ``n_records`` data records of
+    ``sum(samples per record) x 2`` (3 for BDF) bytes after ``256 x (n_signals + 1)`` bytes.
+    """
+    with open(path, "rb") as f:
+        head = f.read(256)
+        n_signals = _edf_int(head[252:256]) if len(head) == 256 else None
+        if not n_signals or n_signals < 1:
+            return
+        f.seek(256 + n_signals * 216)
+        counts = [_edf_int(f.read(8)) for _ in range(n_signals)]
+    n_records = _edf_int(head[236:244])
+    try:
+        duration = float(head[244:252].decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        return
+    if n_records is None or n_records < 0 or any(c is None or c < 0 for c in counts):
+        return  # n_records -1: unknown (recording not closed); mne infers it from the size
+    width = 3 if head[:1] == b"\xff" else 2
+    record = sum(c for c in counts if c is not None) * width
+    data = path.stat().st_size - 256 * (n_signals + 1)
+    if record == 0 or data >= n_records * record:
+        return
+    whole = max(data, 0) // record
+    raise TruncatedRecordingError(
+        f"{path}: truncated recording: the header declares {n_records} records x {duration:g} s = "
+        f"{n_records * duration:g} s ({n_records * record + 256 * (n_signals + 1)} bytes) but the file has "
+        f"{path.stat().st_size} bytes, {whole} complete record(s) = {whole * duration:g} s; "
+        "re-export or re-copy the file (reading it would silently give a shorter recording)"
+    )
 
 
 def _source_name(raw: mne.io.BaseRaw) -> str:
@@ -271,6 +338,11 @@ class EEGWindowDataset(Dataset[ChannelSample]):
             :func:`bipolar_pairs`, keys ``ieeg/<subject>/<A>-<B>`` at the contacts' midpoint;
             unpaired contacts dropped with a warning; scalp EEG is left as recorded). Applied
             before filtering, resampling and windowing.
+        out_of_range: events (``mode="events"``) whose ``[tmin, tmax)`` window does not fit in
+            the recording are left out with a ``UserWarning`` naming the file, their count and
+            onsets (``"warn"``), or raise ``ValueError`` (``"raise"``); counts per file are kept
+            in :attr:`out_of_range_counts`. Annotations mne drops while reading a file (outside
+            the data) are reported by :func:`read_recording`.
 
     """
 
@@ -295,7 +367,12 @@ class EEGWindowDataset(Dataset[ChannelSample]):
         bad_channels: Literal["raise", "drop"] = "raise",
         require_positions: bool = False,
         reference: Literal["none", "average", "bipolar"] = "none",
+        out_of_range: Literal["warn", "raise"] = "warn",
     ) -> None:
+        if out_of_range not in ("warn", "raise"):
+            raise ValueError(f"out_of_range must be 'warn' or 'raise', got {out_of_range!r}")
+        self.out_of_range = out_of_range
+        self.out_of_range_counts: dict[str, int] = {}
         if reference not in REFERENCES:
             raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
         if mode not in ("events", "windows"):
@@ -399,6 +476,7 @@ class EEGWindowDataset(Dataset[ChannelSample]):
             event_id = {d: c for d, c in found.items() if d in self.label_map}
             events = events[np.isin(events[:, 2], list(event_id.values()))]
             tmin, tmax = self.tmin, self.tmax - 1 / sf  # [tmin, tmax) -> (tmax - tmin) * sf samples
+            events = self._drop_out_of_range(raw, events, event_id, src)
         self.event_counts.append(counts)
         if len(events):
             epochs = mne.Epochs(
@@ -419,6 +497,34 @@ class EEGWindowDataset(Dataset[ChannelSample]):
         self.channel_keys.append(keys)
         self.ids.append(torch.tensor(self.vocab.ids(keys), dtype=torch.long))
         self.coords.append(self._positions(raw, keys, src))
+
+    def _drop_out_of_range(
+        self, raw: mne.io.BaseRaw, events: np.ndarray, event_id: dict[str, int], src: str
+    ) -> np.ndarray:
+        """Events whose ``[tmin, tmax)`` window does not fit in the recording: counted, reported
+        (``out_of_range="warn"``, a ``UserWarning`` naming file, count and onsets) or refused
+        (``"raise"``), and left out; mne would drop them without a word.
+        """
+        sf = self.sfreq
+        start = events[:, 0] - raw.first_samp + round(self.tmin * sf)
+        stop = start + round((self.tmax - self.tmin) * sf)
+        out = (start < 0) | (stop > raw.n_times)
+        if not out.any():
+            return events
+        names = {c: d for d, c in event_id.items()}
+        onsets = ", ".join(
+            f"{names[int(c)]!r} at {(s - raw.first_samp) / sf:g} s" for s, c in events[out][:5, [0, 2]]
+        )
+        more = f" and {int(out.sum()) - 5} more" if out.sum() > 5 else ""
+        msg = (
+            f"{src}: {int(out.sum())} of {len(events)} event(s) have a window [{self.tmin:g}, {self.tmax:g}) s "
+            f"outside the recording (0 to {raw.n_times / sf:g} s): {onsets}{more}"
+        )
+        self.out_of_range_counts[src] = self.out_of_range_counts.get(src, 0) + int(out.sum())
+        if self.out_of_range == "raise":
+            raise ValueError(f"{msg}; pass out_of_range='warn' to leave them out")
+        warnings.warn(f"{msg}; they were left out", UserWarning, stacklevel=4)
+        return events[~out]
 
     def _check_bad_channels(self, raw: mne.io.BaseRaw, src: str, cmap: dict[str, str]) -> dict[str, str]:
         data = raw.get_data()

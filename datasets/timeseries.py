@@ -56,6 +56,21 @@ class ChannelStats:
         self.std = np.asarray(self.std, dtype=np.float64).reshape(-1)
         if self.mean.shape != self.std.shape:
             raise ValueError(f"ChannelStats: mean {self.mean.shape} and std {self.std.shape} differ in shape")
+        self.check()
+
+    def check(self, names: Sequence[str] | None = None, source: str = "ChannelStats") -> None:
+        """Refuse non-finite means and non-finite or non-positive stds, naming the channel."""
+        bad = ~np.isfinite(self.mean) | ~np.isfinite(self.std) | ~(self.std > 0)
+        if bad.any():
+            listing = ", ".join(
+                f"{names[i] if names is not None and i < len(names) else f'channel {i}'} "
+                f"(mean {self.mean[i]:g}, std {self.std[i]:g})"
+                for i in np.flatnonzero(bad)[:5]
+            )
+            raise ValueError(
+                f"{source}: normalisation statistics must be finite with std > 0; bad for {listing}"
+                f"{f' and {int(bad.sum()) - 5} more' if bad.sum() > 5 else ''}"
+            )
 
     @classmethod
     def fit(cls, arrays: Iterable[np.ndarray]) -> ChannelStats:
@@ -95,7 +110,7 @@ class ChannelStats:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ChannelStats:
-        return cls(np.array(data["mean"]), np.array(data["std"]))
+        return cls(np.array(data["mean"], dtype=np.float64), np.array(data["std"], dtype=np.float64))
 
 
 def _channel_ids(keys: list[str], vocab: ChannelVocab | None) -> tuple[ChannelVocab, Tensor]:
@@ -127,7 +142,9 @@ class UEADataset(Dataset[ChannelSample]):
         pad: ``"edge"`` repeats the last value, ``"zero"`` pads zeros, ``"none"`` leaves short
             cases short (then batches need equal lengths).
         fill_missing: ``"interpolate"`` (linear, constant at the ends; all-missing -> 0),
-            ``"zero"``, or ``"error"`` (raise naming case and channel).
+            ``"zero"``, or ``"error"`` (raise naming case and channel). Infinite values are
+            never filled: they raise naming file, line and channel (the ``.ts`` reader already
+            refuses them; this covers :class:`TsData` built in memory and ``stats`` that overflow).
         normalize: ``"dataset"`` standardises each channel with ``stats``, or with statistics
             fitted on this dataset when ``stats`` is None (do this for TRAIN only, then pass
             ``train.stats`` to val/test); ``None`` keeps raw values.
@@ -182,6 +199,7 @@ class UEADataset(Dataset[ChannelSample]):
             self.stats = stats if stats is not None else ChannelStats.fit(raw)
             if len(self.stats) != c:
                 raise ValueError(f"stats have {len(self.stats)} channels, {path} has {c}")
+            self.stats.check(self.channel_keys, f"stats for {path}")
         self.length = int(length) if length is not None else int(self.lengths.max(initial=0))
         self._values = [self._process(x, i) for x, i in zip(raw, self.indices)]
 
@@ -198,8 +216,11 @@ class UEADataset(Dataset[ChannelSample]):
         return torch.tensor([index[lab] for lab in labels], dtype=torch.long)
 
     def _process(self, x: np.ndarray, case: int) -> Tensor:
+        self._check_inf(x, case, "")
         if self.stats is not None:
-            x = self.stats.transform(x)
+            with np.errstate(over="ignore"):
+                x = self.stats.transform(x)
+            self._check_inf(x, case, " after normalisation (std too small for float32?)")
         missing = np.isnan(x)
         if missing.any():
             if self.fill_missing == "error":
@@ -216,6 +237,15 @@ class UEADataset(Dataset[ChannelSample]):
             width = ((0, 0), (0, self.length - t))
             x = np.pad(x, width, mode="edge") if self.pad == "edge" and t > 0 else np.pad(x, width)
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+    def _check_inf(self, x: np.ndarray, case: int, when: str) -> None:
+        inf = np.isinf(x)
+        if inf.any():
+            c, t = (int(i) for i in np.argwhere(inf)[0])
+            raise ValueError(
+                f"{self.data.path}: case {case} (line {self.data.lines[case]}), channel {self.channel_keys[c]}, "
+                f"step {t}: value {x[c, t]} is infinite{when}; only finite values (NaN = missing) are accepted"
+            )
 
     @property
     def num_classes(self) -> int:
@@ -353,6 +383,17 @@ def _validate_frame(
             f"{name}: NaN in column {cols[c]!r} at row {r} ({date_col}={df[date_col].iloc[r]}); "
             f"{int(nan.sum())} missing value(s) in all, fill or drop them first"
         )
+    values = df[cols].to_numpy(np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = np.abs(values) > np.finfo(np.float32).max
+    if bad.any():
+        r, c = (int(i) for i in np.argwhere(bad)[0])
+        v = values[r, c]
+        what = "is infinite" if np.isinf(v) else "overflows float32 (|x| > 3.4e38)"
+        raise ValueError(
+            f"{name}: value {v:g} in column {cols[c]!r} at row {r} ({date_col}={df[date_col].iloc[r]}) {what}; "
+            f"{int(bad.sum())} such value(s) in all; only finite float32 values are accepted"
+        )
     try:
         dates = pd.to_datetime(df[date_col])
     except (ValueError, TypeError) as e:
@@ -431,7 +472,15 @@ class ForecastingDataset(Dataset[ChannelSample]):
         b1, b2 = self.borders
         part = values[:, b1:b2]
         if self.stats is not None:
+            self.stats.check(self.channel_keys, f"stats for {name}")
             part = self.stats.transform(part)
+            big = ~(np.abs(part) <= np.finfo(np.float32).max)
+            if big.any():
+                c, r = (int(i) for i in np.argwhere(big)[0])
+                raise ValueError(
+                    f"{name}: column {self.columns[c]!r}, row {b1 + r}: scaled value {part[c, r]:g} does not fit "
+                    "float32 (std of the scaling statistics too small?)"
+                )
         self.data = torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32))
         self.dates = pd.DatetimeIndex(df[date_col].iloc[b1:b2])
         self.covariates = torch.from_numpy(time_features(self.dates, freq))

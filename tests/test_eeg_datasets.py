@@ -82,7 +82,9 @@ def test_edf_decorated_names():
 
 
 def test_bdf_stim_channel_events():
-    ds = EEGWindowDataset([BDF], mode="events", label_map={"1": 0, "2": 1, "4": 2}, tmax=0.5)
+    with pytest.warns(UserWarning, match=r"test_bdf_stim_channel.bdf: 1 of 9 event\(s\).*'1' at 9.58 s"):
+        ds = EEGWindowDataset([BDF], mode="events", label_map={"1": 0, "2": 1, "4": 2}, tmax=0.5)
+    assert ds.out_of_range_counts == {str(BDF): 1}
     assert keys_of(ds) == ["eeg/C3", "eeg/C4", "eeg/Cz"]
     assert ds.event_counts[0] == {"1": 7, "2": 1, "4": 1}
     assert ds.targets.tolist() == [2, 1, 0, 0, 0, 0, 0, 0]  # the 9th (9.58 s) runs past the end
