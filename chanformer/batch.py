@@ -9,14 +9,21 @@ different channel counts into one :class:`ChannelBatch`:
 * ``mask [B, C]`` (bool, ``True`` = the channel is present),
 * optional ``coords [B, C, k]`` (electrode positions, wavelengths, ...),
 * optional ``target`` and ``covariates [B, K, T]`` (e.g. calendar features of a series),
-* ``sfreq`` (Hz) when the trailing axis is time.
+* ``sfreq`` (Hz) when the trailing axis is time,
+* optional ``lengths [B]``: valid samples along the trailing (time) axis of each sample, for
+  recordings of different durations zero-padded to one length.
+
+Every per-sample fact a model needs is a typed field; ``meta`` holds free-form extras only.
+:class:`PaddedSet` is the one padded-set base: a channel batch is a set of channels with a mask,
+and a multiple-instance bag (:class:`BagBatch`) is a set of instances with a mask, so device
+moves, pinning, slicing, padding hygiene and finiteness checks exist once for both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -28,11 +35,147 @@ if TYPE_CHECKING:  # pragma: no cover
     import mne
     import xarray as xr
 
-__all__ = ["PAD_ID", "ChannelBatch", "ChannelSample"]
+__all__ = [
+    "PAD_ID",
+    "BagBatch",
+    "ChannelBatch",
+    "ChannelIdError",
+    "ChannelSample",
+    "EmptySampleError",
+    "PaddedSet",
+]
 
 PAD_ID = 0
 """Channel id stored in padded slots. Padded slots are identified by ``mask``, never by id;
 0 keeps embedding look-ups in range, and the mask removes their effect."""
+
+
+class EmptySampleError(ValueError):
+    """A sample of a batch has no present channel (or a bag no instance): nothing to encode."""
+
+
+class ChannelIdError(ValueError):
+    """Channel ids that a model's channel table cannot look up; the message names them."""
+
+
+S = TypeVar("S", bound="PaddedSet")
+
+
+class PaddedSet:
+    """Mixin for dataclasses holding padded sets: ``<set field> [B, N, *S]`` + ``mask [B, N]``.
+
+    Subclasses name their set tensor in ``set_field`` (``values`` for channels, ``features`` for
+    bag instances). Every tensor field whose first axis is ``B`` moves with :meth:`to`, pins with
+    :meth:`pin_memory` and is sliced by ``batch[i]`` / ``batch[i:j]`` / ``batch[index_tensor]``;
+    tensors inside ``meta`` (when the class has one) are moved too, in a copied dict.
+    """
+
+    set_field: str = "values"
+    mask: Tensor
+
+    @property
+    def set_values(self) -> Tensor:
+        return getattr(self, self.set_field)  # type: ignore[no-any-return]
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.set_values.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.set_values.device
+
+    def __len__(self) -> int:
+        return self.batch_size
+
+    # -- tensor plumbing (Lightning moves any object with ``.to``) ----------------------------
+    def _map(self: S, fn: Callable[[Tensor], Tensor]) -> S:
+        kw = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        for k, val in kw.items():
+            if isinstance(val, Tensor):
+                kw[k] = fn(val)
+            elif isinstance(val, dict):
+                kw[k] = {mk: fn(mv) if isinstance(mv, Tensor) else mv for mk, mv in val.items()}
+            elif isinstance(val, list):
+                kw[k] = list(val)
+        return type(self)(**kw)
+
+    def to(self: S, *args: Any, **kwargs: Any) -> S:
+        """Move tensors like :meth:`torch.Tensor.to`; a dtype applies to float tensors only."""
+        dtype = kwargs.pop("dtype", None)
+        rest = [a for a in args if not isinstance(a, torch.dtype)]
+        dtype = next((a for a in args if isinstance(a, torch.dtype)), dtype)
+
+        def move(t: Tensor) -> Tensor:
+            t = t.to(*rest, **kwargs)
+            return t.to(dtype) if dtype is not None and t.is_floating_point() else t
+
+        return self._map(move)
+
+    def pin_memory(self: S) -> S:
+        return self._map(lambda t: t.pin_memory())
+
+    def __getitem__(self: S, index: int | slice | Tensor | Sequence[int]) -> S:
+        """Samples ``index`` of the batch (an int keeps a batch of one)."""
+        b = self.batch_size
+        if isinstance(index, int):
+            if not -b <= index < b:
+                raise IndexError(f"{type(self).__name__}[{index}]: batch has {b} samples")
+            index = slice(index % b, index % b + 1)
+        if not isinstance(index, slice):
+            index = torch.as_tensor(index, dtype=torch.long)
+        kw = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        rows = range(b)[index] if isinstance(index, slice) else index.tolist()
+
+        def take(val: Any) -> Any:
+            if isinstance(val, Tensor) and val.ndim and val.shape[0] == b:
+                return val[index] if isinstance(index, slice) else val[index.to(val.device)]
+            if isinstance(val, list) and len(val) == b:
+                return [val[i] for i in rows]
+            if isinstance(val, dict):
+                return {k: take(v) for k, v in val.items()}
+            return val
+
+        return type(self)(**{k: take(v) for k, v in kw.items()})
+
+    # -- padding hygiene --------------------------------------------------------------------
+    def present_counts(self) -> Tensor:
+        """Present members per sample: ``[B]`` long."""
+        return self.mask.sum(1)
+
+    def require_present(self, what: str = "channel") -> None:
+        """Raise :class:`EmptySampleError` naming every sample without a present member."""
+        empty = (~self.mask.any(1)).nonzero().flatten().tolist()
+        if empty:
+            raise EmptySampleError(
+                f"sample(s) {empty} of the batch have no present {what} (mask all False); "
+                f"drop them before encoding"
+            )
+
+    def padding_zeroed(self: S) -> S:
+        """The same batch with exact zeros in every padded slot, whatever was stored there
+        (NaN, inf, 1e30): what a model sees never depends on padding."""
+        v = self.set_values
+        keep = self.mask.view(*self.mask.shape, *([1] * (v.ndim - 2)))
+        changes: dict[str, Tensor] = {self.set_field: torch.where(keep, v, torch.zeros((), dtype=v.dtype, device=v.device))}
+        coords = getattr(self, "coords", None)
+        if isinstance(coords, Tensor) and coords.is_floating_point():
+            zero = torch.zeros((), dtype=coords.dtype, device=coords.device)
+            changes["coords"] = torch.where(self.mask[..., None], coords, zero)
+        return replace(self, **changes)  # type: ignore[type-var]
+
+    def describe_member(self, b: int, n: int, names: Any = None) -> str:
+        """Human-readable name of member ``n`` of sample ``b`` (used in error messages)."""
+        return f"sample {b}, member {n}"
+
+    def check_finite(self: S, names: Any = None) -> S:
+        """Raise ``ValueError`` naming the sample and member of the first NaN/Inf among present ones."""
+        flat = self.set_values.reshape(self.batch_size, self.mask.shape[1], -1)
+        bad = ~torch.isfinite(flat).all(dim=-1) & self.mask
+        if bad.any():
+            b, n = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(f"non-finite values (NaN/Inf) in {self.describe_member(b, n, names)}")
+        return self
 
 
 @dataclass
@@ -72,7 +215,7 @@ class ChannelSample:
 
 
 @dataclass
-class ChannelBatch:
+class ChannelBatch(PaddedSet):
     """A batch of samples whose channel sets may differ (see module docstring for shapes)."""
 
     values: Tensor
@@ -83,6 +226,7 @@ class ChannelBatch:
     covariates: Tensor | None = None
     sfreq: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    lengths: Tensor | None = None
 
     def __post_init__(self) -> None:
         v, ids, m = self.values, self.channel_ids, self.mask
@@ -98,75 +242,82 @@ class ChannelBatch:
             raise TypeError(f"ChannelBatch.mask must be torch.bool, got {m.dtype}")
         if self.coords is not None and self.coords.shape[:2] != v.shape[:2]:
             raise ValueError(f"ChannelBatch.coords must be [B, C, k] with [B, C]={tuple(v.shape[:2])}")
+        if self.lengths is not None:
+            lengths = self.lengths
+            if lengths.shape != v.shape[:1] or lengths.is_floating_point() or lengths.dtype == torch.bool:
+                raise ValueError(
+                    f"ChannelBatch.lengths must be an integer tensor [B]=[{v.shape[0]}] of valid samples along "
+                    f"the last axis, got {lengths.dtype} {tuple(lengths.shape)}"
+                )
+            if lengths.numel() and (int(lengths.min()) < 1 or int(lengths.max()) > v.shape[-1]):
+                raise ValueError(
+                    f"ChannelBatch.lengths must lie in [1, {v.shape[-1]}] (the padded length), got {lengths.tolist()}"
+                )
+        if "lengths" in self.meta:
+            raise ValueError("ChannelBatch.meta['lengths'] is not read by any model: use the typed field lengths=")
 
     # -- basic properties -----------------------------------------------------------------
-    @property
-    def batch_size(self) -> int:
-        return self.values.shape[0]
-
     @property
     def n_channels(self) -> int:
         """Padded channel count ``C`` of the batch."""
         return self.values.shape[1]
 
-    @property
-    def device(self) -> torch.device:
-        return self.values.device
+    def time_mask(self) -> Tensor:
+        """``[B, T]`` bool, True where the trailing-axis sample is real (all True without ``lengths``)."""
+        t = self.values.shape[-1]
+        steps = torch.arange(t, device=self.device)
+        if self.lengths is None:
+            return steps.expand(self.batch_size, t) >= 0
+        return steps[None, :] < self.lengths.to(self.device)[:, None]
 
-    def __len__(self) -> int:
-        return self.batch_size
-
-    # -- device / memory (Lightning moves any object with ``.to``) ------------------------
-    def _map(self, fn: Any) -> ChannelBatch:
-        kw = {f.name: getattr(self, f.name) for f in fields(self)}
-        for k, val in kw.items():
-            if isinstance(val, Tensor):
-                kw[k] = fn(val)
-        return ChannelBatch(**kw)
-
-    def to(self, *args: Any, **kwargs: Any) -> ChannelBatch:
-        """Move tensors like :meth:`torch.Tensor.to`; a dtype applies to float tensors only."""
-        dtype = kwargs.pop("dtype", None)
-        rest = [a for a in args if not isinstance(a, torch.dtype)]
-        dtype = next((a for a in args if isinstance(a, torch.dtype)), dtype)
-
-        def move(t: Tensor) -> Tensor:
-            t = t.to(*rest, **kwargs)
-            return t.to(dtype) if dtype is not None and t.is_floating_point() else t
-
-        return self._map(move)
-
-    def pin_memory(self) -> ChannelBatch:
-        return self._map(lambda t: t.pin_memory())
+    def padding_zeroed(self) -> ChannelBatch:
+        """Zeros in padded channel slots and, with ``lengths``, past each sample's length."""
+        out = PaddedSet.padding_zeroed(self)
+        if self.lengths is not None:
+            keep = self.time_mask().view(self.batch_size, *([1] * (self.values.ndim - 2)), -1)
+            out = replace(out, values=torch.where(keep, out.values, torch.zeros((), dtype=out.values.dtype, device=self.device)))
+        return out
 
     # -- validation -------------------------------------------------------------------------
+    def describe_member(self, b: int, n: int, names: Any = None) -> str:
+        cid = int(self.channel_ids[b, n])
+        vocab = names
+        name = vocab[cid].key if isinstance(vocab, ChannelVocab) and 0 <= cid < len(vocab) else f"id {cid}"
+        return f"sample {b}, channel {name}"
+
     def check_finite(self, vocab: ChannelVocab | None = None) -> ChannelBatch:
-        """Raise ``ValueError`` naming the sample and channel of the first NaN/Inf value."""
-        flat = self.values.reshape(self.batch_size, self.n_channels, -1)
-        bad = ~torch.isfinite(flat).all(dim=-1) & self.mask
-        if bad.any():
-            b, c = (int(i) for i in bad.nonzero()[0])
-            cid = int(self.channel_ids[b, c])
-            name = vocab[cid].key if vocab is not None and cid < len(vocab) else f"id {cid}"
-            raise ValueError(f"non-finite values (NaN/Inf) in sample {b}, channel {name}")
+        """Raise ``ValueError`` naming the sample and channel of the first NaN/Inf value
+        among present channels (and, with ``lengths``, real time steps)."""
+        batch = self
+        if self.lengths is not None:  # time padding may hold anything; only real samples count
+            batch = replace(self, values=torch.where(
+                self.time_mask().view(self.batch_size, *([1] * (self.values.ndim - 2)), -1), self.values, 0.0))
+        PaddedSet.check_finite(batch, vocab)
         return self
 
     # -- construction -------------------------------------------------------------------------
     @staticmethod
-    def collate(samples: Sequence[ChannelSample], sfreq: float | None = None) -> ChannelBatch:
+    def collate(samples: Sequence[ChannelSample], sfreq: float | None = None, pad_time: bool = False) -> ChannelBatch:
         """Pad samples with different channel counts into one batch.
 
-        All samples must share the trailing shape ``S``; channels are padded at the end,
-        with zero values, ``mask=False`` and id :data:`PAD_ID`.
+        Channels are padded at the end, with zero values, ``mask=False`` and id :data:`PAD_ID`.
+        All samples must share the trailing shape ``S``, unless ``pad_time=True``: then samples
+        of different durations (last axis) are zero-padded to the longest and ``lengths [B]``
+        records each one's valid length.
         """
         if len(samples) == 0:
             raise ValueError("collate() got an empty list of samples")
         spatial = samples[0].values.shape[1:]
+        durations = [int(s.values.shape[-1]) for s in samples]
+        if pad_time:
+            spatial = (*spatial[:-1], max(durations))
         for i, s in enumerate(samples):
-            if s.values.shape[1:] != spatial:
+            shape = s.values.shape[1:-1] if pad_time else s.values.shape[1:]
+            if shape != spatial[: len(shape)] or len(shape) != len(spatial) - int(pad_time):
                 raise ValueError(
                     f"collate(): sample {i} has trailing shape {tuple(s.values.shape[1:])}, sample 0 has "
-                    f"{tuple(spatial)}; crop or pad them to one length/size first"
+                    f"{tuple(samples[0].values.shape[1:])}; crop or pad them to one length/size first"
+                    + ("" if pad_time else " (or collate(..., pad_time=True) for different durations)")
                 )
         n_max = max(s.values.shape[0] for s in samples)
         b = len(samples)
@@ -183,7 +334,7 @@ class ChannelBatch:
             coords = torch.zeros((b, n_max, k), dtype=torch.float32)
         for i, s in enumerate(samples):
             c = s.values.shape[0]
-            values[i, :c] = s.values
+            values[i, :c, ..., : durations[i]] = s.values
             ids[i, :c] = s.channel_ids
             mask[i, :c] = True
             if coords is not None:
@@ -196,6 +347,7 @@ class ChannelBatch:
             target=_stack_optional([s.target for s in samples], "target"),
             covariates=_stack_optional([s.covariates for s in samples], "covariates"),
             sfreq=sfreq,
+            lengths=torch.tensor(durations, dtype=torch.long) if pad_time else None,
         )
 
     def unbatch(self) -> list[ChannelSample]:
@@ -203,9 +355,12 @@ class ChannelBatch:
         out = []
         for i in range(self.batch_size):
             m = self.mask[i]
+            values = self.values[i][m]
+            if self.lengths is not None:
+                values = values[..., : int(self.lengths[i])]
             out.append(
                 ChannelSample(
-                    values=self.values[i][m],
+                    values=values,
                     channel_ids=self.channel_ids[i][m],
                     coords=None if self.coords is None else self.coords[i][m],
                     target=None if self.target is None else self.target[i],
@@ -327,6 +482,91 @@ class ChannelBatch:
         """Channel keys of one sample's present channels."""
         ids = self.channel_ids[sample][self.mask[sample]].tolist()
         return [vocab[i].key for i in ids]
+
+
+
+class BagLike(Protocol):
+    """What :meth:`BagBatch.collate` reads from each bag (e.g. :class:`chanformer.datasets.bags.Bag`)."""
+
+    features: Tensor
+    coords: Tensor
+    label: int | None
+    slide: str
+
+
+@dataclass
+class BagBatch(PaddedSet):
+    """Padded multiple-instance bags: a bag is a set of instances, as a recording is a set of channels.
+
+    Attributes:
+        features: ``[B, N, D]`` instance features (padded rows are zero).
+        mask: ``[B, N]`` bool, True = real instance.
+        target: ``[B]`` long bag labels, or ``None``.
+        coords: ``[B, N, 2]`` instance positions (tile corners for slides).
+        slides: the bag names, for messages and predictions.
+    """
+
+    set_field = "features"
+
+    features: Tensor
+    mask: Tensor
+    target: Tensor | None
+    coords: Tensor
+    slides: list[str]
+
+    def __post_init__(self) -> None:
+        f, m = self.features, self.mask
+        if f.ndim != 3:
+            raise ValueError(f"BagBatch.features must be [B, N, D], got shape {tuple(f.shape)}")
+        if m.shape != f.shape[:2] or m.dtype != torch.bool:
+            raise ValueError(f"BagBatch.mask must be bool [B, N]={tuple(f.shape[:2])}, got {m.dtype} {tuple(m.shape)}")
+        if len(self.slides) != f.shape[0]:
+            raise ValueError(f"BagBatch.slides names {len(self.slides)} bags, features hold {f.shape[0]}")
+
+    @property
+    def values(self) -> Tensor:
+        """The instance features (the set tensor), named as for :class:`ChannelBatch`."""
+        return self.features
+
+    def describe_member(self, b: int, n: int, names: Any = None) -> str:
+        return f"slide {self.slides[b]}, tile {n}"
+
+    @staticmethod
+    def from_tensors(features: Tensor, mask: Tensor | None = None, names: Sequence[str] | None = None) -> BagBatch:
+        """Bags from ``features [B, N, D]`` (or one bag ``[N, D]``) and an optional ``mask [B, N]``."""
+        if features.ndim == 2:
+            features = features.unsqueeze(0)
+            mask = None if mask is None else mask.reshape(1, -1)
+        if features.ndim != 3:
+            raise ValueError(f"BagBatch.from_tensors(features=...): expected [B, N, D] or [N, D], got {tuple(features.shape)}")
+        b, n = features.shape[:2]
+        if mask is None:
+            mask = torch.ones(b, n, dtype=torch.bool, device=features.device)
+        if mask.dtype != torch.bool:
+            raise TypeError(f"BagBatch.from_tensors(mask=...): must be a bool tensor, got {mask.dtype}")
+        coords = torch.zeros(b, n, 2, dtype=torch.long, device=features.device)
+        return BagBatch(features, mask, None, coords, list(names) if names is not None else [f"bag {i}" for i in range(b)])
+
+    @staticmethod
+    def collate(bags: Sequence[BagLike]) -> BagBatch:
+        """Pad bags of different sizes to the largest; padded rows are zero and masked out."""
+        if not bags:
+            raise ValueError("BagBatch.collate() got an empty list of bags")
+        n = max(len(b.features) for b in bags)
+        d = bags[0].features.shape[1]
+        feats = torch.zeros(len(bags), n, d)
+        coords = torch.zeros(len(bags), n, 2, dtype=torch.long)
+        mask = torch.zeros(len(bags), n, dtype=torch.bool)
+        for i, b in enumerate(bags):
+            if b.features.ndim != 2 or b.features.shape[1] != d:
+                raise ValueError(
+                    f"slide {b.slide}: features of shape {tuple(b.features.shape)}, slide {bags[0].slide} has [N, {d}]"
+                )
+            k = len(b.features)
+            feats[i, :k], coords[i, :k], mask[i, :k] = b.features, b.coords, True
+        labels = [b.label for b in bags]
+        target = None if any(v is None for v in labels) else torch.tensor(labels, dtype=torch.long)
+        return BagBatch(feats, mask, target, coords, [b.slide for b in bags])
 
 
 def _bcast(mask: Tensor, like: Tensor) -> Tensor:

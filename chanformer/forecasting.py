@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from torch import Tensor, nn
@@ -39,10 +40,10 @@ class ChannelForecaster(nn.Module):
     def forecast_with_tokens(self, batch: ChannelBatch) -> tuple[Tensor, Tensor]:
         """Forecast ``[B, C, H]`` and the encoder's tokens ``[B, C (+ K), D]``."""
         stats = None
+        batch = self.encoder.check_batch(batch)
         if self.norm is not None:
             values, stats = self.norm(batch.values)
-            values = values * batch.mask[..., None]
-            batch = ChannelBatch(values, batch.channel_ids, batch.mask, batch.coords, batch.target, batch.covariates)
+            batch = replace(batch, values=values * batch.mask[..., None])
         tokens = self.encoder.forward_features(batch)
         out = self.head(tokens[:, : batch.n_channels])
         if stats is not None:

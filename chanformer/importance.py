@@ -43,7 +43,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from chanformer.batch import ChannelBatch
+from chanformer.batch import BagBatch, ChannelBatch
 
 __all__ = [
     "METHODS", "NativeImportance", "channel_importance", "has_native_importance", "importance_factor",
@@ -84,7 +84,7 @@ class _MILNative:
         self.model = model
 
     def native_channel_importance(self, batch: ChannelBatch) -> Tensor:
-        att = self.model(batch.values, batch.mask).attention  # logits, padded = -inf
+        att = self.model(BagBatch.from_tensors(batch.values, batch.mask)).attention  # logits, padded = -inf
         w = torch.softmax(att, dim=-1)
         return w.mean(1) if w.ndim == 3 else w  # ACMIL [B, K, N] -> mean over branches
 
@@ -100,9 +100,9 @@ def _call(model: Any, batch: ChannelBatch) -> Tensor:
     from chanformer.mil import ABMIL, ACMIL
 
     if isinstance(model, ACMIL):
-        return model(batch.values, batch.mask).slide_logits
+        return model(BagBatch.from_tensors(batch.values, batch.mask)).slide_logits
     if isinstance(model, ABMIL):
-        return model(batch.values, batch.mask).logits
+        return model(BagBatch.from_tensors(batch.values, batch.mask)).logits
     return model(batch)
 
 

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from chanformer.batch import BagBatch
 from chanformer.channels import Channel, ChannelVocab
 from chanformer.datasets.wsi import Slide, SlideReadError, TileGrid, _name, iter_slides, tile_slide
 from chanformer.spec import DataSpec
@@ -369,57 +370,6 @@ class Bag:
     label: int | None
     slide: str
     attrs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class BagBatch:
-    """Padded bags: ``features [B, N, D]``, ``mask [B, N]`` (True = real tile), ``target [B]``,
-    ``coords [B, N, 2]`` and the slide names.
-    """
-
-    features: Tensor
-    mask: Tensor
-    target: Tensor | None
-    coords: Tensor
-    slides: list[str]
-
-    @property
-    def batch_size(self) -> int:
-        return self.features.shape[0]
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> BagBatch:
-        """Move every tensor to ``device`` (dtypes unchanged)."""
-
-        def mv(t: Tensor) -> Tensor:
-            return t.to(device, non_blocking=non_blocking)
-
-        target = None if self.target is None else mv(self.target)
-        return BagBatch(mv(self.features), mv(self.mask), target, mv(self.coords), self.slides)
-
-    def check_finite(self, vocab: ChannelVocab | None = None) -> BagBatch:
-        """Raise :class:`BagError` naming the slide of the first tile with NaN/inf features."""
-        bad = ~torch.isfinite(self.features).all(-1) & self.mask
-        if bad.any():
-            b, n = (int(i) for i in bad.nonzero()[0])
-            raise BagError(f"slide {self.slides[b]}: tile {n} has NaN/inf features")
-        return self
-
-    @staticmethod
-    def collate(bags: Sequence[Bag]) -> BagBatch:
-        """Pad bags of different sizes to the largest; padded rows are zero and masked out."""
-        n = max(len(b.features) for b in bags)
-        d = bags[0].features.shape[1]
-        feats = torch.zeros(len(bags), n, d)
-        coords = torch.zeros(len(bags), n, 2, dtype=torch.long)
-        mask = torch.zeros(len(bags), n, dtype=torch.bool)
-        for i, b in enumerate(bags):
-            if b.features.shape[1] != d:
-                raise BagError(f"slide {b.slide}: {b.features.shape[1]} features per tile, slide {bags[0].slide} has {d}")
-            k = len(b.features)
-            feats[i, :k], coords[i, :k], mask[i, :k] = b.features, b.coords, True
-        labels = [b.label for b in bags]
-        target = None if any(v is None for v in labels) else torch.tensor(labels, dtype=torch.long)
-        return BagBatch(feats, mask, target, coords, [b.slide for b in bags])
 
 
 class BagDataset(Dataset[Bag]):

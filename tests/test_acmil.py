@@ -2,6 +2,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from chanformer.batch import BagBatch, EmptySampleError
 import torch.nn.functional as F
 
 from chanformer.hub import check_reference_fixture, load_fixture, load_pretrained, save_pretrained
@@ -87,16 +89,19 @@ def _padded(bags, fill=7.0):
     return x, mask
 
 
+B = BagBatch.from_tensors
+
+
 def test_padded_batch_matches_each_bag_alone():
     torch.manual_seed(0)
     bags = [torch.randn(n, 10) for n in (7, 12, 3)]
     x, mask = _padded(bags)
     acmil = ACMIL(10, 3, embed_dim=16, attn_dim=8, n_token=4).eval()
     abmil = ABMIL(10, 3, embed_dim=16, attn_dim=8).eval()
-    out, ab = acmil(x, mask), abmil(x, mask)
+    out, ab = acmil(B(x, mask)), abmil(B(x, mask))
     for i, bag in enumerate(bags):
         n = bag.shape[0]
-        alone, ab_alone = acmil(bag), abmil(bag[None])
+        alone, ab_alone = acmil(B(bag)), abmil(B(bag[None]))
         torch.testing.assert_close(out.branch_logits[i], alone.branch_logits[0], atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(out.slide_logits[i], alone.slide_logits[0], atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(out.attention[i, :, :n], alone.attention[0], atol=1e-6, rtol=1e-5)
@@ -105,7 +110,7 @@ def test_padded_batch_matches_each_bag_alone():
         assert torch.isneginf(ab.attention[i, n:]).all()
     # the loss of the padded batch is the mean of the per-bag losses
     target = torch.tensor([0, 2, 1])
-    per_bag = torch.stack([acmil_loss(acmil(b), target[i : i + 1]) for i, b in enumerate(bags)])
+    per_bag = torch.stack([acmil_loss(acmil(B(b)), target[i : i + 1]) for i, b in enumerate(bags)])
     torch.testing.assert_close(acmil_loss(out, target), per_bag.mean(), atol=1e-5, rtol=1e-5)
 
 
@@ -115,9 +120,9 @@ def test_training_masks_random_top_instances_of_fixture_model():
     model = get_converter("acmil").load(fx.weights, fx.meta["constructor_kwargs"])
     x = fx.inputs["x"]
     with torch.no_grad():
-        clean = model(x).attention[0]  # eval: no masking
+        clean = model(B(x)).attention[0]  # eval: no masking
         model.train()
-        draws = [model(x, generator=torch.Generator().manual_seed(s)).attention[0] for s in range(4)]
+        draws = [model(B(x), generator=torch.Generator().manual_seed(s)).attention[0] for s in range(4)]
     top10 = clean.topk(10, dim=-1).indices
     for masked in draws:
         hidden = masked == -1e9
@@ -151,7 +156,7 @@ def test_loss_and_gradients():
     model = ACMIL(10, 2, embed_dim=16, attn_dim=8, n_token=3, n_masked_patch=3, mask_drop=0.5).train()
     x, mask = _padded([torch.randn(9, 10), torch.randn(5, 10)])
     target = torch.tensor([1, 0])
-    out = model(x, mask)
+    out = model(B(x, mask))
     parts = acmil_loss(out, target, return_parts=True)
     b, k, c = out.branch_logits.shape
     ce_b = F.cross_entropy(out.branch_logits.reshape(-1, c), target.repeat_interleave(k))
@@ -165,11 +170,11 @@ def test_loss_and_gradients():
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
     abmil = ABMIL(10, 2, embed_dim=16, attn_dim=8)
-    F.cross_entropy(abmil(x, mask).logits, target).backward()
+    F.cross_entropy(abmil(B(x, mask)).logits, target).backward()
     for name, p in abmil.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     single = ACMIL(10, 2, embed_dim=16, attn_dim=8, n_token=1)
-    one = acmil_loss(single(x, mask), target, return_parts=True)
+    one = acmil_loss(single(B(x, mask)), target, return_parts=True)
     assert one["branch"] == 0 and one["diversity"] == 0
 
 
@@ -180,7 +185,7 @@ def test_save_load_round_trip(tmp_path):
         path = save_pretrained(model, tmp_path / type(model).__name__)
         loaded = load_pretrained(path)
         assert type(loaded) is type(model)
-        for a, b in zip(loaded(x, mask), model.eval()(x, mask)):
+        for a, b in zip(loaded(B(x, mask)), model.eval()(B(x, mask))):
             assert torch.equal(a, b)
 
 
@@ -191,8 +196,12 @@ def test_bad_arguments():
         ACMIL(10, 2, mask_drop=1.5)
     model = ACMIL(10, 2, embed_dim=8, attn_dim=4)
     with pytest.raises(ValueError, match="x must be"):
-        model(torch.randn(2, 5, 11))
-    with pytest.raises(ValueError, match="without any instance"):
-        model(torch.randn(2, 5, 10), torch.zeros(2, 5, dtype=torch.bool))
+        model(B(torch.randn(2, 5, 11)))
+    with pytest.raises(EmptySampleError, match=r"sample\(s\) \[0, 1\] .* no present instance"):
+        model(B(torch.randn(2, 5, 10), torch.zeros(2, 5, dtype=torch.bool)))
     with pytest.raises(TypeError, match="mask"):
-        model(torch.randn(2, 5, 10), torch.ones(2, 5))
+        B(torch.randn(2, 5, 10), torch.ones(2, 5))
+    with pytest.raises(TypeError, match="takes a BagBatch"):
+        model(torch.randn(2, 5, 10))
+    with pytest.raises(ValueError, match="without any instance"):  # the tensor helper keeps its own check
+        model.forward_tensors(torch.randn(2, 5, 10), torch.zeros(2, 5, dtype=torch.bool))

@@ -117,9 +117,14 @@ def test_converter_other_configuration():
     assert "blocks.1.shortcut.conv.weight" in state and "asp_bn.norm.running_var" in state
     model = conv.load(state, OTHER)  # strict
     x, lengths = torch.randn(3, 40, 24), torch.tensor([1.0, 0.6, 0.83])
+    # SpeechBrain's collate zero-pads past each length; the batch path zeroes whatever is there.
+    x = x * (torch.arange(40)[None, :, None] < lengths[:, None, None] * 40)
     with torch.no_grad():
         ours = model(model.batch_from_features(x.transpose(1, 2), lengths))
         ref = _sb_forward(state, x, lengths, OTHER)
+        garbage = torch.where(torch.arange(40)[None, :, None] >= lengths[:, None, None] * 40, float("nan"), x)
+        torch.testing.assert_close(model(model.batch_from_features(garbage.nan_to_num(nan=1e30).transpose(1, 2), lengths)), ours)
+        assert torch.isfinite(model(model.batch_from_features(garbage.transpose(1, 2), lengths))).all()
     assert ours.shape == (3, 10)
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="not part of"):

@@ -1,14 +1,19 @@
-"""The interface every chanformer encoder implements."""
+"""The interface every chanformer encoder implements, and the channel contract it enforces."""
 
 from __future__ import annotations
 
 import abc
+import functools
+import warnings
+from collections.abc import Callable
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
-from chanformer.batch import ChannelBatch
+from chanformer.batch import ChannelBatch, ChannelIdError
 from chanformer.channels import ChannelVocab
+from chanformer.remap import ChannelRemapError, VocabRemap, plan_remap, remap_rows
 
 __all__ = ["Encoder", "masked_mean"]
 
@@ -19,18 +24,37 @@ class Encoder(nn.Module, metaclass=abc.ABCMeta):
     Subclasses implement :meth:`forward_features` (token-level output) and
     :meth:`pool` (tokens -> one vector per sample). Channel-adaptive encoders read
     ``batch.channel_ids``/``batch.mask``/``batch.coords``; an encoder with a fixed input
-    layout declares it in ``input_channels`` and maps batches onto it explicitly.
+    layout declares it in :meth:`required_channels` and maps batches onto it explicitly.
+
+    The channel contract, enforced here for every subclass (its ``forward_features`` is
+    wrapped by :meth:`check_batch` when the class is defined, so a new family is covered by
+    being written):
+
+    * the input is a :class:`~chanformer.batch.ChannelBatch` (a clear ``TypeError`` otherwise);
+    * a sample with no present channel raises :class:`~chanformer.batch.EmptySampleError`;
+    * ids outside the channel table raise :class:`~chanformer.batch.ChannelIdError` naming them;
+    * padded slots (and time steps past ``batch.lengths``) are zeroed before the model sees
+      them, so NaN, inf or 1e30 in padding never reach an output.
     """
 
     embed_dim: int
     #: Which :class:`~chanformer.spec.DataSpec` fields fill which constructor arguments
     #: when a task builds the encoder from data (e.g. ``{"n_times": "seq_len"}``).
     data_args: ClassVar[dict[str, str]] = {}
+    #: Constructor argument sizing the table whose row ``k`` belongs to vocabulary id ``k``
+    #: (``None``: the family has no vocabulary-indexed table).
+    channel_table_arg: ClassVar[str | None] = None
     #: Vocabulary whose ids the encoder's channel embeddings (if any) are indexed by.
     vocab: ChannelVocab | None = None
     #: Set by :func:`create_encoder`: how to rebuild this encoder.
     encoder_name: str | None = None
     encoder_kwargs: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        impl = cls.__dict__.get("forward_features")
+        if impl is not None and not getattr(impl, "_checks_batch", False):
+            cls.forward_features = _checked(impl)  # type: ignore[method-assign]
 
     @abc.abstractmethod
     def forward_features(self, batch: ChannelBatch) -> Tensor:
@@ -42,11 +66,114 @@ class Encoder(nn.Module, metaclass=abc.ABCMeta):
 
     def forward(self, batch: ChannelBatch) -> Tensor:
         """Embed a batch: ``[B, C, *S] -> [B, D]``; padded channels (``mask=False``) never count."""
+        batch = self.check_batch(batch)
         return self.pool(self.forward_features(batch), batch)
+
+    # -- the channel contract -------------------------------------------------------------------
+    def channel_table(self) -> nn.Embedding | None:
+        """The embedding whose row ``k`` is vocabulary id ``k`` (``None`` when the family has none)."""
+        if self.channel_table_arg is None:
+            return None
+        table = getattr(self, "channel_embed", None)
+        return table if isinstance(table, nn.Embedding) else None
+
+    def required_channels(self) -> list[str]:
+        """Channel keys a fixed input layout needs (``[]`` for channel-adaptive families)."""
+        return []
+
+    def check_batch(self, batch: ChannelBatch) -> ChannelBatch:
+        """Validate ``batch`` against the channel contract and zero its padding (see class doc)."""
+        if getattr(batch, "_contract_checked", None) is self:
+            return batch
+        if not isinstance(batch, ChannelBatch):
+            raise TypeError(
+                f"{type(self).__name__} takes a ChannelBatch, got {type(batch).__name__}; build one with "
+                "ChannelBatch.collate / from_numpy / from_mne / from_xarray"
+            )
+        batch.require_present("channel")
+        table = self.channel_table()
+        if table is not None:
+            ids = batch.channel_ids[batch.mask]
+            bad = (ids < 0) | (ids >= table.num_embeddings)
+            if bool(bad.any()):
+                wrong = sorted(set(ids[bad].tolist()))
+                raise ChannelIdError(
+                    f"{type(self).__name__}: channel id(s) {wrong[:10]}{' ...' if len(wrong) > 10 else ''} are outside "
+                    f"its channel table of {table.num_embeddings} rows ({self.channel_table_arg}={table.num_embeddings}, "
+                    f"ids 0..{table.num_embeddings - 1}); the batch "
+                    "was built with a larger vocabulary than the model's: load the model with that vocabulary "
+                    "(load_pretrained(..., vocab=...)) or rebuild it with the data's vocabulary size"
+                )
+        out = batch.padding_zeroed()
+        object.__setattr__(out, "_contract_checked", self)
+        return out
+
+    def adapt_to_vocab(self, target: ChannelVocab, *, strict: bool = False) -> VocabRemap | None:
+        """Re-index this encoder's channel-indexed parameters by channel KEY onto ``target``.
+
+        Row ``j`` of the new table is the old row of ``target[j].key``. Keys the model never saw
+        are initialised from metadata (:func:`chanformer.remap.remap_rows`: inverse-distance
+        weighting of the 3 nearest known electrode positions, linear interpolation between the
+        nearest known wavelengths, else the mean of the known rows) with a warning naming them;
+        ``strict=True`` refuses them with :class:`~chanformer.remap.ChannelRemapError`. Fixed
+        layouts (:meth:`required_channels`) refuse a target missing any of their keys. The same
+        channels in another order give bit-identical embeddings. Returns the plan (``None`` when
+        the encoder has no vocabulary to map from).
+        """
+        needed = self.required_channels()
+        missing = [k for k in needed if k not in target]
+        if missing:
+            raise ChannelRemapError(
+                f"{type(self).__name__} has a fixed input layout and cannot be mapped onto vocabulary "
+                f"{target.name!r}: it lacks {missing}"
+            )
+        source = self.vocab
+        table = self.channel_table()
+        if table is not None and source is None:
+            warnings.warn(
+                f"{type(self).__name__} has a channel table but no saved vocabulary: assuming its rows are "
+                f"already indexed by vocabulary {target.name!r} (save models with their vocabulary)",
+                stacklevel=2,
+            )
+        if source is None or table is None:
+            self.vocab = target
+            return None
+        plan = plan_remap(source, target)
+        if plan.new_keys:
+            if strict:
+                raise ChannelRemapError(
+                    f"{type(self).__name__}: vocabulary {target.name!r} has channel(s) the model never saw: "
+                    f"{plan.new_keys}; strict loading refuses them (pass strict=False to initialise them from metadata)"
+                )
+            warnings.warn(
+                f"{type(self).__name__}: initialising channel(s) the model never saw from metadata "
+                f"({plan.init_summary()}): {plan.new_keys}",
+                stacklevel=2,
+            )
+        if not plan.identical:
+            weight = remap_rows(table.weight.detach(), plan)
+            new = nn.Embedding(len(target), weight.shape[1], device=weight.device, dtype=weight.dtype)
+            with torch.no_grad():
+                new.weight.copy_(weight)
+            self.channel_embed = new
+            if self.channel_table_arg is not None and hasattr(self, "encoder_kwargs"):
+                self.encoder_kwargs = {**self.encoder_kwargs, self.channel_table_arg: len(target)}
+            if hasattr(self, self.channel_table_arg or ""):
+                setattr(self, self.channel_table_arg, len(target))  # type: ignore[arg-type]
+        self.vocab = target
+        return plan
+
+
+def _checked(impl: Callable[[Encoder, ChannelBatch], Tensor]) -> Callable[[Encoder, ChannelBatch], Tensor]:
+    @functools.wraps(impl)
+    def forward_features(self: Encoder, batch: ChannelBatch) -> Tensor:
+        return impl(self, self.check_batch(batch))
+
+    forward_features._checks_batch = True  # type: ignore[attr-defined]
+    return forward_features
 
 
 def masked_mean(x: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
     """Mean of ``x [B, N, D]`` over tokens where ``mask [B, N]`` is True -> ``[B, D]``."""
     w = mask.to(x.dtype).unsqueeze(-1)
     return (x * w).sum(dim) / w.sum(dim).clamp_min(1.0)
-

@@ -79,6 +79,7 @@ class ChAdaViT(Encoder):
     """
 
     data_args = {"image_size": "img_size", "vocab_size": "num_channels"}
+    channel_table_arg = "num_channels"
 
     def __init__(
         self,
@@ -171,6 +172,10 @@ class ChAdaViT(Encoder):
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+
+    def channel_table(self) -> nn.Embedding | None:
+        """The ``[num_channels, D]`` table in ``"vocab"`` mode; slot and no embeddings are not vocabulary-indexed."""
+        return self.channel_embed if self.channel_embedding == "vocab" else None
 
     def _channel_rows(self, batch: ChannelBatch) -> Tensor:
         """Row of the channel table for each ``[B, C]`` entry."""

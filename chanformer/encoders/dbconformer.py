@@ -268,6 +268,10 @@ class DBConformer(Encoder):
                 nn.init.trunc_normal_(pos, std=0.02)
 
     # -- input mapping ------------------------------------------------------------------------
+    def required_channels(self) -> list[str]:
+        """The montage keys the weights are tied to (``[]`` without declared ``channels``)."""
+        return list(self.channels or [])
+
     def montage_values(self, batch: ChannelBatch) -> Tensor:
         """Map the batch onto this encoder's montage: ``[B, n_chans, T]``; errors name what is missing."""
         if batch.values.ndim != 3:

@@ -8,9 +8,10 @@ attached as ``encoder.vocab``) of log-mel features such as
 :class:`chanformer.transforms.audio.Fbank` produces (transposed to ``[B, F, T]``), so
 ``batch.values`` is ``[B, F, T]``. Batches may list the bins in any order and carry padded
 slots; a missing bin raises an error naming it. Utterances of different durations are
-zero-padded in time and described by relative lengths ``batch.meta["lengths"]`` (``[B]`` in
-(0, 1]; frames ``t < lengths * T`` are real), which mask the squeeze-excitation means and the
-attentive statistics pooling as in SpeechBrain.
+zero-padded in time and described by the batch's typed ``lengths`` (``[B]`` real frames;
+:meth:`ECAPA_TDNN.batch_from_features` converts SpeechBrain's relative lengths, frames
+``t < rel * T``), which mask the squeeze-excitation means and the attentive statistics pooling
+as in SpeechBrain.
 
 Architecture: TDNN block (Conv1d with reflect "same" padding -> activation -> BatchNorm),
 ``len(channels) - 2`` SE-Res2Net blocks, multi-layer feature aggregation (concatenated block
@@ -313,6 +314,10 @@ class ECAPA_TDNN(Encoder):  # noqa: N801 - the published model's name
         self.fc = nn.Conv1d(channels[-1] * 2, lin_neurons, 1, **kw)
 
     # -- ChannelBatch interface -----------------------------------------------------------------
+    def required_channels(self) -> list[str]:
+        """The ``F`` mel-bin keys ``mel/0 ... mel/{F-1}``, the fixed input layout."""
+        return list(self.input_channels)
+
     def layout_ids(self) -> list[int]:
         """Vocabulary ids of ``mel/0 ... mel/{F-1}`` in ``self.vocab`` (by default :func:`mel_vocab`,
         where they are ``0 ... F-1``; attach a dataset's vocabulary to read its ids instead)."""
@@ -325,13 +330,17 @@ class ECAPA_TDNN(Encoder):  # noqa: N801 - the published model's name
         return self.vocab.ids(self.input_channels)
 
     def batch_from_features(self, feats: Tensor, lengths: Tensor | None = None) -> ChannelBatch:
-        """Wrap ``feats [B, F, T]`` (mel bins as channels, in order) and optional relative
-        ``lengths [B]`` into a :class:`ChannelBatch` (ids from :meth:`layout_ids`)."""
+        """Wrap ``feats [B, F, T]`` (mel bins as channels, in order) and optional SpeechBrain
+        relative ``lengths [B]`` (in (0, 1]) into a :class:`ChannelBatch` (ids from
+        :meth:`layout_ids`; ``batch.lengths`` = the real frame counts ``ceil(rel * T)``)."""
         if feats.ndim != 3 or feats.shape[1] != self.input_size:
             raise ValueError(f"ECAPA_TDNN expects features [B, F={self.input_size}, T], got {tuple(feats.shape)}")
         ids = torch.tensor(self.layout_ids(), device=feats.device).expand(feats.shape[0], -1)
-        meta = {} if lengths is None else {"lengths": torch.as_tensor(lengths, device=feats.device)}
-        return ChannelBatch(feats, ids, torch.ones(ids.shape, dtype=torch.bool, device=feats.device), meta=meta)
+        frames = None
+        if lengths is not None:
+            frames = frame_mask(lengths, feats.shape[0], feats.shape[-1], feats.device).sum(1)
+        mask = torch.ones(ids.shape, dtype=torch.bool, device=feats.device)
+        return ChannelBatch(feats, ids, mask, lengths=frames)
 
     def _features(self, batch: ChannelBatch) -> Tensor:
         values = batch.values
@@ -353,13 +362,21 @@ class ECAPA_TDNN(Encoder):  # noqa: N801 - the published model's name
         the output does not depend on ``C`` or the order. ``T' = T`` for odd kernel sizes.
         """
         feats = self._features(batch)
-        lengths = batch.meta.get("lengths")
-        return self.frames(feats, None if lengths is None else self._mask(lengths, feats)).transpose(1, 2)
+        mask = None if batch.lengths is None else self._batch_frame_mask(batch, feats.shape[-1])
+        return self.frames(feats, mask).transpose(1, 2)
 
     def pool(self, features: Tensor, batch: ChannelBatch) -> Tensor:
         """Attentive statistics pooling over real frames, BatchNorm, linear -> ``[B, lin_neurons]``."""
         x = features.transpose(1, 2)
-        return self.embed_frames(x, self._mask(batch.meta.get("lengths"), x))
+        return self.embed_frames(x, self._batch_frame_mask(batch, x.shape[-1]))
+
+    @staticmethod
+    def _batch_frame_mask(batch: ChannelBatch, steps: int) -> Tensor:
+        """Real frames ``[B, steps]`` from ``batch.lengths`` (rescaled when the network changed ``T``)."""
+        mask = batch.time_mask()
+        if steps == mask.shape[1]:
+            return mask
+        return frame_mask(mask.sum(1).to(torch.float32) / mask.shape[1], batch.batch_size, steps, batch.device)
 
     # -- tensor interface -----------------------------------------------------------------------
     def _mask(self, lengths: Tensor | None, x: Tensor) -> Tensor:

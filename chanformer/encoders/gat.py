@@ -146,6 +146,7 @@ class GAT(Encoder):
     """
 
     data_args = {"n_times": "seq_len"}
+    channel_table_arg = "num_channel_ids"
 
     def __init__(
         self,
@@ -194,17 +195,12 @@ class GAT(Encoder):
         if values.ndim != 3 or values.shape[-1] != self.seq_len:
             raise ValueError(f"GAT takes values [B, C, T={self.seq_len}], got shape {tuple(values.shape)}")
         mask = batch.mask
-        if not bool(mask.any(1).all()):
-            raise ValueError("GAT: a sample in the batch has no present channel (mask all False)")
         if self.norm is not None:
             values, _ = self.norm(values)
         values = values * mask[..., None].to(values.dtype)
         x = self.embed(values)
         if self.channel_embed is not None:
-            ids = batch.channel_ids
-            if bool((ids[mask] >= self.channel_embed.num_embeddings).any()):
-                raise ValueError(f"GAT: channel id >= num_channel_ids={self.channel_embed.num_embeddings}")
-            x = x + self.channel_embed(ids.masked_fill(~mask, 0))
+            x = x + self.channel_embed(batch.channel_ids.masked_fill(~mask, 0))
         x = self.embed_dropout(x)
         weights = []
         for layer in self.layers:

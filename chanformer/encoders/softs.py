@@ -35,6 +35,7 @@ class SOFTS(Encoder):
     """
 
     data_args = {"n_times": "seq_len"}
+    channel_table_arg = "num_channels"
 
     def __init__(
         self,

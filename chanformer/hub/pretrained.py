@@ -20,7 +20,14 @@ from torch import nn
 from chanformer.channels import ChannelVocab
 from chanformer.io import atomic_directory
 
-__all__ = ["FORMAT_VERSION", "load_pretrained", "model_spec", "register_model_kind", "save_pretrained"]
+__all__ = [
+    "FORMAT_VERSION",
+    "adapt_model_to_vocab",
+    "load_pretrained",
+    "model_spec",
+    "register_model_kind",
+    "save_pretrained",
+]
 
 FORMAT_VERSION = 1
 _KINDS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
@@ -96,8 +103,20 @@ def save_pretrained(
     return directory
 
 
-def load_pretrained(directory: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a model saved by :func:`save_pretrained`; reads JSON and safetensors only."""
+def load_pretrained(
+    directory: str | os.PathLike[str],
+    map_location: str | torch.device = "cpu",
+    *,
+    vocab: ChannelVocab | None = None,
+    strict: bool = False,
+) -> nn.Module:
+    """Rebuild a model saved by :func:`save_pretrained`; reads JSON and safetensors only.
+
+    With ``vocab`` (the vocabulary of the data the model will see), every channel-indexed
+    table is re-indexed by channel key onto it (:func:`adapt_model_to_vocab`): the same
+    channels in another order give identical embeddings, channels the model never saw are
+    initialised from metadata with a warning, or refused with ``strict=True``.
+    """
     directory = Path(directory)
     cfg_path = directory / "config.json"
     weights = directory / "model.safetensors"
@@ -120,8 +139,38 @@ def load_pretrained(directory: str | os.PathLike[str], map_location: str | torch
     if missing or unexpected:
         raise ValueError(f"{weights} does not match the model in {cfg_path}: missing {missing}, unexpected {unexpected}")
     if (directory / "vocab.json").is_file():
-        setattr(model, "vocab", ChannelVocab.load(directory / "vocab.json"))  # noqa: B010 (not an nn attribute)
+        saved = ChannelVocab.load(directory / "vocab.json")
+        setattr(model, "vocab", saved)  # noqa: B010 (not an nn attribute)
+        for module in model.modules():  # nested encoders (a forecaster's) index the same vocabulary
+            if module is not model and getattr(module, "channel_table", None) is not None:
+                setattr(module, "vocab", saved)  # noqa: B010
+    if vocab is not None:
+        adapt_model_to_vocab(model, vocab, strict=strict, where=str(directory))
     return model.eval()
+
+
+def adapt_model_to_vocab(model: nn.Module, vocab: ChannelVocab, *, strict: bool = False, where: str = "") -> nn.Module:
+    """Re-index every encoder inside ``model`` onto ``vocab`` by channel key (in place).
+
+    Each :class:`~chanformer.encoders.Encoder` remaps its channel table
+    (:meth:`~chanformer.encoders.Encoder.adapt_to_vocab`); fixed layouts check that ``vocab``
+    holds their keys. Errors are :class:`~chanformer.remap.ChannelRemapError` naming the keys
+    (and ``where`` the model came from).
+    """
+    from chanformer.remap import ChannelRemapError
+
+    adapted = False
+    for module in model.modules():
+        adapt = getattr(module, "adapt_to_vocab", None)
+        if callable(adapt):
+            try:
+                adapt(vocab, strict=strict)
+            except ChannelRemapError as e:
+                raise ChannelRemapError(f"{where}: {e}" if where else str(e)) from None
+            adapted = True
+    if adapted or getattr(model, "vocab", None) is not None:
+        setattr(model, "vocab", vocab)  # noqa: B010
+    return model
 
 
 def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -9,9 +9,10 @@ from chanformer.mil.acmil import (
     acmil_loss,
     stkim_mask,
 )
+from chanformer.mil.base import MILHead
 from chanformer.mil.meanpool import MeanPoolMIL, MeanPoolOutput
 
 __all__ = [
-    "ABMIL", "ACMIL", "ABMILOutput", "ACMILOutput", "GatedAttention", "MeanPoolMIL", "MeanPoolOutput", "acmil_loss",
+    "ABMIL", "ACMIL", "ABMILOutput", "ACMILOutput", "GatedAttention", "MILHead", "MeanPoolMIL", "MeanPoolOutput", "acmil_loss",
     "stkim_mask",
 ]  # fmt: skip

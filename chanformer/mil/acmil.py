@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from chanformer.hub.pretrained import register_model_kind
+from chanformer.mil.base import MILHead
 
 __all__ = ["ABMIL", "ACMIL", "ABMILOutput", "ACMILOutput", "GatedAttention", "acmil_loss", "stkim_mask"]
 
@@ -161,7 +162,7 @@ def stkim_mask(
     return hidden
 
 
-class ACMIL(nn.Module):
+class ACMIL(MILHead):
     """ACMIL with gated attention (the paper's ``ACMIL_GA``): bags ``[B, N, D] -> ACMILOutput``.
 
     Args:
@@ -227,7 +228,7 @@ class ACMIL(nn.Module):
             },
         }
 
-    def forward(
+    def forward_tensors(  # type: ignore[override]
         self, x: Tensor, mask: Tensor | None = None, generator: torch.Generator | None = None
     ) -> ACMILOutput:
         """Classify bags.
@@ -257,7 +258,7 @@ class ACMIL(nn.Module):
         return ACMILOutput(branch, self.slide_classifier(slide_feat), logits)
 
 
-class ABMIL(nn.Module):
+class ABMIL(MILHead):
     """Gated-attention MIL (one attention branch): bags ``[B, N, D] -> ABMILOutput``.
 
     ``h = ReLU(W x)``; ``a = softmax(GatedAttention(h))``; ``logits = classifier(a @ h)``.
@@ -308,7 +309,7 @@ class ABMIL(nn.Module):
             },
         }
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> ABMILOutput:
+    def forward_tensors(self, x: Tensor, mask: Tensor | None = None) -> ABMILOutput:  # type: ignore[override]
         """``x [B, N, D]`` (or ``[N, D]``), ``mask [B, N]`` -> logits ``[B, C]``, attention ``[B, N]``."""
         x, mask = _check_bags(x, mask, self.in_dim, "ABMIL")
         h = F.relu(self.reduce(x))

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from chanformer.batch import BagBatch
+
 __all__ = ["attention_heatmap", "attention_mass_on", "attention_maps", "save_heatmaps"]
 
 
@@ -24,7 +26,7 @@ def attention_maps(model: nn.Module, features: Tensor, mask: Tensor | None = Non
     was_training = model.training
     model.eval()
     try:
-        out = model(features.unsqueeze(0) if features.ndim == 2 else features, mask)
+        out = model(BagBatch.from_tensors(features, mask))
     finally:
         model.train(was_training)
     attn = torch.softmax(out.attention.float(), dim=-1)[0]  # [K, N] or [N]

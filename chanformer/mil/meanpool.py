@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from chanformer.hub.pretrained import register_model_kind
 from chanformer.mil.acmil import _check_bags, _positive_int
+from chanformer.mil.base import MILHead
 
 __all__ = ["MeanPoolMIL", "MeanPoolOutput"]
 
@@ -21,7 +22,7 @@ class MeanPoolOutput(NamedTuple):
     attention: Tensor
 
 
-class MeanPoolMIL(nn.Module):
+class MeanPoolMIL(MILHead):
     """``h = ReLU(W x)``; ``logits = classifier(masked mean of h)``: the bag-mean baseline.
 
     Args:
@@ -44,7 +45,7 @@ class MeanPoolMIL(nn.Module):
         return {"kind": "meanpool_mil", "kwargs": {"in_dim": self.in_dim, "n_classes": self.n_classes,
                                                    "embed_dim": self.embed_dim, "dropout": self.dropout_p}}  # fmt: skip
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> MeanPoolOutput:
+    def forward_tensors(self, x: Tensor, mask: Tensor | None = None) -> MeanPoolOutput:  # type: ignore[override]
         """``x [B, N, D]`` (or ``[N, D]``), ``mask [B, N]`` -> logits ``[B, C]``."""
         x, mask = _check_bags(x, mask, self.in_dim, "MeanPoolMIL")
         h = F.relu(self.reduce(x))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import abc
 import random
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from chanformer.batch import ChannelBatch
 from chanformer.channels import ChannelVocab
 from chanformer.encoders import Encoder, create_encoder
 from chanformer.hub import load_pretrained, save_pretrained
+from chanformer.remap import ChannelRemapError, plan_remap, remap_rows
 from chanformer.spec import DataSpec
 
 __all__ = ["ChannelTask", "OptimizerCallable", "SchedulerCallable"]
@@ -40,7 +42,11 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
         encoder_kwargs: overrides of the encoder variant's defaults.
         data_spec: facts about the data (linked from the datamodule by the CLI); fills the
             encoder's data-dependent arguments and the head size.
-        pretrained: optional chanformer pretrained folder whose encoder weights initialise ours.
+        pretrained: optional chanformer pretrained folder whose encoder weights initialise ours;
+            its channel table is re-indexed by channel key onto the data's vocabulary
+            (:meth:`~chanformer.encoders.Encoder.adapt_to_vocab`).
+        strict_channels: refuse (instead of initialising from metadata with a warning) channels
+            that a pretrained encoder or a ``--ckpt_path`` checkpoint never saw.
         optimizer: callable ``params -> Optimizer`` (AdamW, lr 1e-3 by default).
         lr_scheduler: optional callable ``optimizer -> LRScheduler`` (stepped per epoch).
         export_dir: where ``fit`` writes the trained encoder with ``save_pretrained``
@@ -56,12 +62,16 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
         optimizer: OptimizerCallable = _default_optimizer,
         lr_scheduler: SchedulerCallable | None = None,
         export_dir: str | None = None,
+        strict_channels: bool = False,
     ) -> None:
         super().__init__()
+        self.strict_channels = bool(strict_channels)
         # export_dir is where this run writes, not a property of the model: LightningCLI restores
         # saved hyperparameters on --ckpt_path, which must not redirect a resumed run's export.
         # horizon comes from the data (Lightning refuses a model and datamodule hparam that differ).
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "data_spec", "export_dir", "horizon"])
+        self.save_hyperparameters(
+            ignore=["optimizer", "lr_scheduler", "data_spec", "export_dir", "horizon", "strict_channels"]
+        )
         self.data_spec = data_spec or DataSpec()
         self.encoder: Encoder = create_encoder(encoder, data_spec=data_spec, **(encoder_kwargs or {}))
         if pretrained is not None:
@@ -127,13 +137,19 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
 
     # -- pretrained export / import -------------------------------------------------------------
     def _load_pretrained_encoder(self, path: str) -> None:
-        src = load_pretrained(path)
+        vocab = self.vocab if len(self.vocab) else None
+        src = load_pretrained(path, vocab=vocab, strict=self.strict_channels)
         if not isinstance(src, Encoder):
             raise TypeError(f"pretrained={path!r} holds a {type(src).__name__}, not an encoder")
-        missing, unexpected = self.encoder.load_state_dict(src.state_dict(), strict=False)
-        if missing or unexpected:
+        ours, theirs = self.encoder.state_dict(), src.state_dict()
+        shapes = [f"{k} {tuple(v.shape)} vs {tuple(ours[k].shape)}" for k, v in theirs.items()
+                  if k in ours and v.shape != ours[k].shape]  # fmt: skip
+        missing, unexpected = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+        if missing or unexpected or shapes:
             raise ValueError(f"pretrained={path!r} does not fit encoder {self.hparams['encoder']!r}: "
-                             f"missing {missing}, unexpected {unexpected}")
+                             f"missing {missing}, unexpected {unexpected}, shapes (pretrained vs ours) {shapes}")
+        self.encoder.load_state_dict(theirs)
+        self.encoder.vocab = src.vocab
 
     def export_path(self) -> Path:
         if self.export_dir is not None:
@@ -150,6 +166,37 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
             path = save_pretrained(self.exportable(), self.export_path(), vocab=self.vocab)
             self.print(f"exported {type(self.exportable()).__name__} to {path}")
 
+    def _remap_checkpoint_channels(self, checkpoint: dict[str, Any], saved: ChannelVocab) -> None:
+        """Re-index the checkpoint's channel tables by key onto this run's vocabulary (in place)."""
+        if saved == self.vocab:
+            return
+        stage = self._trainer.state.fn if self._trainer is not None else None
+        if stage == "fit":
+            plan = plan_remap(saved, self.vocab)
+            raise ChannelRemapError(
+                f"the checkpoint was trained on vocabulary {saved.name!r} and this run's data uses "
+                f"{self.vocab.name!r} (new: {plan.new_keys}, dropped: {plan.dropped_keys}, or another order); "
+                "resuming would misalign the optimiser state: fine-tune with model.pretrained=<exported folder> instead"
+            )
+        state = checkpoint.get("state_dict", {})
+        for name, module in self.named_modules():
+            if not isinstance(module, Encoder):
+                continue
+            missing = [k for k in module.required_channels() if k not in self.vocab]
+            if missing:
+                raise ChannelRemapError(f"{type(module).__name__} has a fixed input layout; this run's vocabulary lacks {missing}")
+            key = f"{name}.channel_embed.weight" if name else "channel_embed.weight"
+            if module.channel_table() is None or key not in state:
+                continue
+            plan = plan_remap(saved, self.vocab)
+            if plan.new_keys and self.strict_channels:
+                raise ChannelRemapError(f"the checkpoint never saw channel(s) {plan.new_keys} (strict_channels=True)")
+            if plan.new_keys:
+                warnings.warn(f"initialising channel(s) the checkpoint never saw ({plan.init_summary()}): {plan.new_keys}",
+                              stacklevel=2)  # fmt: skip
+            state[key] = remap_rows(state[key], plan)
+            module.vocab = self.vocab
+
     # -- reproducible resumption: RNG states travel in the checkpoint ---------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Plain tensors, ints and tuples only, so the checkpoint loads with weights_only=True.
@@ -162,6 +209,9 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
         checkpoint["chanformer_vocab"] = self.vocab.to_json()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("chanformer_vocab")
+        if saved is not None and len(self.vocab):
+            self._remap_checkpoint_channels(checkpoint, ChannelVocab.from_json(saved))
         rng = checkpoint.get("chanformer_rng")
         if rng is not None:
             torch.set_rng_state(rng["torch"])

@@ -90,7 +90,7 @@ class MILTask(ChannelTask):
 
     def forward(self, batch: Any) -> Any:
         """The MIL head's output tuple for a :class:`~chanformer.datasets.bags.BagBatch`."""
-        return self.model(batch.features, batch.mask)
+        return self.model(batch)
 
     def slide_logits(self, output: Any) -> Tensor:
         return output.slide_logits if self.model_name == "acmil" else output.logits

@@ -76,7 +76,7 @@ class ACMILConverter(Converter):
         x = inputs["x"]
         if x.ndim != 3 or x.shape[0] != 1:
             raise ValueError(f"ACMIL_GA takes one bag [1, N, D], got {tuple(x.shape)}")
-        out = model(x)
+        out = model.forward_tensors(x)  # type: ignore[operator]
         return {
             "branch_logits": out.branch_logits[0],
             "slide_logits": out.slide_logits,

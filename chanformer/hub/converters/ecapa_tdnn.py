@@ -100,8 +100,10 @@ class ECAPATDNNConverter(Converter):
             raise TypeError(f"ECAPA-TDNN converter runs an ECAPA_TDNN, got {type(model).__name__}")
         outs: dict[str, Tensor] = {}
         if "x" in inputs:  # SpeechBrain layout [B, T, F]
-            batch = model.batch_from_features(inputs["x"].transpose(1, 2), inputs.get("lengths"))
-            outs["embedding"] = model(batch)[:, None]
+            # The tensor helper, not the batch: the fixture's frames past each length hold random
+            # values that SpeechBrain's convolutions see; a ChannelBatch zeroes them (as SpeechBrain's
+            # own zero-padding collate would), which is the package's padding contract.
+            outs["embedding"] = model.embed(inputs["x"].transpose(1, 2), inputs.get("lengths"))[:, None]
         if "wav" in inputs:
             fbank = fbank_from_frontend(fixture.get("frontend", {}), model.input_size)(inputs["wav"])
             outs["fbank"] = fbank
