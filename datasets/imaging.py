@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,14 +50,31 @@ class ChannelNormalizer:
     ``method="percentile"``: ``a = p_low``, ``b = p_high - p_low`` over all pixels of the
     channel in the dataset (subsampled to ``max_samples`` per image). ``method="meanstd"``:
     ``a = mean``, ``b = std`` (exact, combined across images with Chan's formula).
+
+    Statistics are computed over finite pixels. Non-finite pixels (NaN, +-inf) in the values to
+    normalise raise ``ValueError`` naming the channel, unless ``fill_nonfinite`` gives the value
+    (in normalised units, e.g. ``0.0``) that replaces them. Statistics must be finite (checked
+    on fit and load, naming the channel); a channel with zero spread (constant over the data)
+    is reported with a warning at fit and scaled by 1.
     """
 
     def __init__(self, method: str = "percentile", low: float = 1.0, high: float = 99.8,
-                 stats: dict[str, tuple[float, float]] | None = None, max_samples: int = 200_000) -> None:  # fmt: skip
+                 stats: dict[str, tuple[float, float]] | None = None, max_samples: int = 200_000,
+                 fill_nonfinite: float | None = None) -> None:  # fmt: skip
         if method not in ("percentile", "meanstd"):
             raise ValueError(f"ChannelNormalizer method must be 'percentile' or 'meanstd', got {method!r}")
         self.method, self.low, self.high, self.max_samples = method, float(low), float(high), int(max_samples)
+        if fill_nonfinite is not None and not np.isfinite(fill_nonfinite):
+            raise ValueError(f"fill_nonfinite must be a finite number or None, got {fill_nonfinite!r}")
+        self.fill_nonfinite = None if fill_nonfinite is None else float(fill_nonfinite)
         self.stats: dict[str, tuple[float, float]] = dict(stats or {})
+        self.check_stats()
+
+    def check_stats(self, source: str = "ChannelNormalizer") -> None:
+        """Refuse non-finite statistics, naming the channels."""
+        bad = [f"{k} ({a:g}, {b:g})" for k, (a, b) in self.stats.items() if not (np.isfinite(a) and np.isfinite(b))]
+        if bad:
+            raise ValueError(f"{source}: non-finite statistics (offset, scale) for channel(s) {', '.join(bad)}")
 
     @property
     def fitted(self) -> bool:
@@ -93,27 +111,58 @@ class ChannelNormalizer:
                 self.stats[key] = (mean, float(np.sqrt(m2 / n)))
         if not self.stats:
             raise ValueError("ChannelNormalizer.fit(): no finite pixels seen")
+        self.check_stats("ChannelNormalizer.fit()")
+        flat = sorted(k for k, (_, b) in self.stats.items() if not b > 0)
+        if flat:
+            warnings.warn(
+                f"ChannelNormalizer.fit(): channel(s) {', '.join(flat)} are constant over the data (zero "
+                f"{'spread p_high - p_low' if self.method == 'percentile' else 'std'}); they are scaled by 1",
+                UserWarning,
+                stacklevel=2,
+            )
         return self
 
-    def __call__(self, values: Any, keys: Sequence[str]) -> np.ndarray:
-        """Normalise ``[C, ...]`` values whose channels have ``keys``; returns float32."""
+    def __call__(self, values: Any, keys: Sequence[str], source: str | None = None) -> np.ndarray:
+        """Normalise ``[C, ...]`` values whose channels have ``keys``; returns float32.
+
+        Non-finite values raise ``ValueError`` naming the channel (and ``source``), unless
+        ``fill_nonfinite`` is set; then they become that value in the output.
+        """
         missing = [k for k in keys if k not in self.stats]
         if missing:
             raise UnknownChannelError(missing, "ChannelNormalizer statistics")
-        x = np.asarray(values, dtype=np.float64)
+        x = np.asarray(values)
+        if x.dtype.kind == "c":
+            raise ValueError(f"{source or 'ChannelNormalizer'}: complex values (dtype {x.dtype}) cannot be normalised")
+        x = x.astype(np.float64)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            if self.fill_nonfinite is None:
+                raise ValueError(_nonfinite_message(bad, keys, source or "ChannelNormalizer input"))
+            x = np.where(bad, 0.0, x)
         a = np.array([self.stats[k][0] for k in keys]).reshape(-1, *([1] * (x.ndim - 1)))
         b = np.array([self.stats[k][1] for k in keys]).reshape(a.shape)
         b = np.where(b > 0, b, 1.0)
-        return ((x - a) / b).astype(np.float32)
+        out = ((x - a) / b).astype(np.float32)
+        big = ~np.isfinite(out) & ~bad
+        if big.any():
+            raise ValueError(
+                f"{source or 'ChannelNormalizer'}: channel {keys[int(np.argwhere(big)[0][0])]}: normalised values "
+                "overflow float32 (scale too small?)"
+            )
+        if bad.any():
+            out[bad] = self.fill_nonfinite
+        return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"method": self.method, "low": self.low, "high": self.high,
+        return {"method": self.method, "low": self.low, "high": self.high, "fill_nonfinite": self.fill_nonfinite,
                 "stats": {k: list(v) for k, v in self.stats.items()}}  # fmt: skip
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ChannelNormalizer:
         stats = {k: (float(v[0]), float(v[1])) for k, v in data.get("stats", {}).items()}
-        return cls(data.get("method", "percentile"), data.get("low", 1.0), data.get("high", 99.8), stats)
+        return cls(data.get("method", "percentile"), data.get("low", 1.0), data.get("high", 99.8), stats,
+                   fill_nonfinite=data.get("fill_nonfinite"))  # fmt: skip
 
     def save(self, path: PathLike) -> None:
         write_text_atomic(Path(path), json.dumps(self.to_json(), indent=1))
@@ -122,9 +171,22 @@ class ChannelNormalizer:
     def load(cls, path: PathLike) -> ChannelNormalizer:
         path = Path(path)
         try:
-            return cls.from_json(json.loads(path.read_text()))
+            data = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise ValueError(f"normaliser file {path} is not valid JSON: {e}") from None
+        try:
+            return cls.from_json(data)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+            raise ValueError(f"normaliser file {path}: {e}") from None
+
+
+def _nonfinite_message(bad: np.ndarray, keys: Sequence[str], source: str) -> str:
+    per = bad.reshape(bad.shape[0], -1).sum(1)
+    listing = ", ".join(f"{keys[c]} ({int(per[c])} pixel(s))" for c in np.flatnonzero(per))
+    return (
+        f"{source}: non-finite (NaN/inf) pixels in channel(s) {listing}; fix the image or pass "
+        "fill_nonfinite=<value> (ChannelNormalizer / ImageManifestDataset) to replace them"
+    )
 
 
 # -- transforms ---------------------------------------------------------------------------
@@ -231,11 +293,18 @@ class ImageManifestDataset(Dataset[ChannelSample]):
         tile: random ``tile x tile`` crop read from the file region only (lazy TIFF/Zarr).
         normalizer: a fitted :class:`ChannelNormalizer` (see :meth:`fit_normalizer`).
         transform: e.g. :class:`ImageAugment`, applied to the sample last.
+        fill_nonfinite: NaN/inf pixels raise :class:`ImageReadError` naming file, channel and image
+            (default), unless this value (or the normaliser's ``fill_nonfinite``) replaces them in
+            the output (normalised units when a normaliser is set).
+        missing_chunks: OME-Zarr files with missing chunks ``"error"`` (default) or ``"fill"``
+            (see :func:`~chanformer.datasets.microscopy.read_image`).
     """
 
     def __init__(self, manifest: Any, vocab: ChannelVocab, *, root: PathLike | None = None,
                  tile: int | tuple[int, int] | None = None, normalizer: ChannelNormalizer | None = None,
-                 transform: Any = None, level: int = 0, grow_vocab: bool = False, seed: int | None = None) -> None:  # fmt: skip
+                 transform: Any = None, level: int = 0, grow_vocab: bool = False, seed: int | None = None,
+                 fill_nonfinite: float | None = None, missing_chunks: str = "error") -> None:  # fmt: skip
+        self.fill_nonfinite, self.missing_chunks = fill_nonfinite, missing_chunks
         df, base = _read_manifest(manifest)
         if "path" not in df.columns:
             raise ValueError(f"manifest has no 'path' column (columns: {list(df.columns)})")
@@ -263,7 +332,8 @@ class ImageManifestDataset(Dataset[ChannelSample]):
         """Lazy DataArrays of item ``index`` (one per file) and its channel keys."""
         das, keys = [], []
         for path, names, sensor in self.items[index]["files"]:
-            da = read_image(path, level=self.level, sensor=sensor, bands=names if sensor else None)
+            da = read_image(path, level=self.level, sensor=sensor, bands=names if sensor else None,
+                            missing_chunks=self.missing_chunks)  # fmt: skip
             if names and not sensor:
                 if len(names) != da.sizes["channel"]:
                     raise ImageReadError(
@@ -316,9 +386,38 @@ class ImageManifestDataset(Dataset[ChannelSample]):
                 for ch in image_channels(da):
                     self.vocab.add(ch)
         ids = self.vocab.ids(keys)
-        values = self.normalizer(values, keys) if self.normalizer is not None else values.astype(np.float32)
+        values = self._normalise(values, keys, das, index)
         sample = ChannelSample(torch.from_numpy(values), torch.tensor(ids), target=self._target(self.items[index]["label"]))
         return self.transform(sample) if self.transform is not None else sample
+
+    def _normalise(self, values: np.ndarray, keys: list[str], das: list[xr.DataArray], index: int) -> np.ndarray:
+        fill = self.fill_nonfinite
+        if fill is None and self.normalizer is not None:
+            fill = self.normalizer.fill_nonfinite
+        bad = ~np.isfinite(values)
+        if bad.any():
+            if fill is None:
+                files = [str(da.attrs.get("source", da.name)) for da in das for _ in range(da.sizes["channel"])]
+                c = int(np.argwhere(bad)[0][0])
+                raise ImageReadError(
+                    _nonfinite_message(bad, keys, f"{files[c]} (image {self.items[index]['id']!r})"),
+                    path=files[c],
+                    channel=keys[c],
+                )
+            values = np.where(bad, 0, values)
+        if self.normalizer is not None:
+            out = self.normalizer(values, keys, source=f"image {self.items[index]['id']!r}")
+        else:
+            with np.errstate(over="ignore"):
+                out = values.astype(np.float32)
+            big = ~np.isfinite(out) & ~bad
+            if big.any():
+                c = int(np.argwhere(big)[0][0])
+                raise ImageReadError(f"image {self.items[index]['id']!r}: channel {keys[c]}: pixel values overflow float32",
+                                     channel=keys[c])  # fmt: skip
+        if bad.any():
+            out[bad] = fill
+        return out
 
     def fit_normalizer(self, path: PathLike | None = None, method: str = "percentile",
                        max_pixels: int = 4_000_000, **kw: Any) -> ChannelNormalizer:  # fmt: skip

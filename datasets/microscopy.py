@@ -7,11 +7,17 @@ when a file names none). TIFF and Zarr data stay lazy: slicing the DataArray (e.
 (TIFF through ``tifffile``'s ``aszarr`` store), so a tile of a huge image costs a tile.
 ``attrs``: ``source`` (file) and ``pixel_size_um`` ``(y, x)`` when the metadata gives it.
 Problems raise :class:`ImageReadError`, which names the file (and channel when relevant).
+
+Silently wrong pixels are refused: complex-valued and non-numeric dtypes (a cast to real would
+drop the imaginary part), and OME-Zarr arrays with missing chunks (zarr would return the fill
+value, e.g. zeros, for them) unless ``missing_chunks="fill"`` says that is intended (writers
+with ``write_empty_chunks=False`` skip chunks equal to the fill value).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Sequence
@@ -51,8 +57,10 @@ def stain_key(name: str) -> str:
 class _LazyCYX(BackendArray):
     """Lazy ``[C, Y, X]`` view of an array whose axes have roles C/Y/X/None (None = index 0)."""
 
-    def __init__(self, path: Path, opener: Callable[[], Any], shape: Sequence[int], dtype: Any, roles: Sequence[str | None]):
-        self.path, self.opener, self.roles = path, opener, tuple(roles)
+    def __init__(self, path: Path, opener: Callable[[], Any], shape: Sequence[int], dtype: Any, roles: Sequence[str | None],
+                 check: Callable[[tuple[Any, ...]], None] | None = None):  # fmt: skip
+        _check_dtype(dtype, path)
+        self.path, self.opener, self.roles, self.check = path, opener, tuple(roles), check
         size = dict(zip(roles, shape, strict=True))
         self.shape = (size.get("C", 1), size["Y"], size["X"])
         self.dtype = np.dtype(dtype)
@@ -68,6 +76,8 @@ class _LazyCYX(BackendArray):
             idx.append(k)
             if isinstance(k, slice):
                 kept.append(role)
+        if self.check is not None:
+            self.check(tuple(idx))
         try:
             with self.opener() as arr:
                 out = np.asarray(arr[tuple(idx)])
@@ -77,6 +87,19 @@ class _LazyCYX(BackendArray):
         if "C" not in self.roles:
             out = np.expand_dims(out, 0)[by_role["C"]]
         return out
+
+
+def _check_dtype(dtype: Any, path: Path) -> None:
+    """Refuse pixel types that do not convert to real numbers without loss of meaning."""
+    dt = np.dtype(dtype)
+    if dt.kind == "c":
+        raise ImageReadError(
+            f"{path}: complex-valued pixels (dtype {dt}) are not supported: reading them as real numbers would "
+            "drop the imaginary part; store real and imaginary parts (or magnitude and phase) as separate channels",
+            path=path,
+        )
+    if dt.kind not in "biuf":
+        raise ImageReadError(f"{path}: pixel dtype {dt} is not numeric (bool, integer or float expected)", path=path)
 
 
 def _roles(axes: str, shape: Sequence[int], path: Path) -> list[str | None]:
@@ -105,6 +128,7 @@ def _to_dataarray(
 ) -> xr.DataArray:
     path = Path(attrs["source"])
     _check_size(data.shape, path)
+    _check_dtype(data.dtype, path)
     if len(keys) != data.shape[0]:
         raise ImageReadError(
             f"{path}: image has {data.shape[0]} channels but its metadata names {len(keys)}: {list(keys)}", path=path
@@ -241,7 +265,46 @@ def _read_pil(path: Path, channels: Sequence[str] | None) -> xr.DataArray:
 
 
 # -- OME-Zarr (NGFF) ----------------------------------------------------------------------
-def _read_zarr(path: Path, level: int, channels: Sequence[str] | None) -> xr.DataArray:
+def _chunk_checker(arr: Any, path: Path, level: int) -> Callable[[tuple[Any, ...]], None] | None:
+    """A check run before every read of ``arr``: each storage chunk (shard, for sharded
+    arrays) the read touches must exist in the store, else :class:`ImageReadError` names the
+    array and the chunk index (zarr would return the fill value for it). Only the chunks a
+    read touches are looked up, so tile reads stay cheap.
+    """
+    encode = getattr(arr.metadata, "encode_chunk_key", None) or getattr(arr, "_chunk_key", None)
+    if encode is None:  # pragma: no cover - zarr without chunk-key encoding
+        return None
+    array_dir = path / str(arr.path)
+    unit = tuple(getattr(arr, "shards", None) or arr.chunks)
+    shape = tuple(arr.shape)
+    grid = tuple(-(-n // c) for n, c in zip(shape, unit))
+
+    def check(idx: tuple[Any, ...]) -> None:
+        ranges = []
+        for k, n, c in zip(idx, shape, unit):
+            if isinstance(k, slice):
+                start, stop, _ = k.indices(n)
+                if stop <= start:
+                    return
+                ranges.append(range(start // c, (stop - 1) // c + 1))
+            else:
+                i = int(k) % n
+                ranges.append(range(i // c, i // c + 1))
+        missing = [ci for ci in itertools.product(*ranges) if not (array_dir / encode(ci)).exists()]
+        if missing:
+            listing = ", ".join(map(str, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise ImageReadError(
+                f"{path}: array {str(arr.path)!r} (level {level}, chunk grid {grid}) has no stored chunk at "
+                f"chunk index {listing}; zarr would read {'it' if len(missing) == 1 else 'them'} as the fill value "
+                f"{np.asarray(arr.fill_value).item()!r} (truncated copy?). If the writer skipped chunks equal to the "
+                "fill value on purpose, pass missing_chunks='fill'",
+                path=path,
+            )
+
+    return check
+
+
+def _read_zarr(path: Path, level: int, channels: Sequence[str] | None, missing_chunks: str = "error") -> xr.DataArray:
     import zarr
 
     try:
@@ -265,7 +328,8 @@ def _read_zarr(path: Path, level: int, channels: Sequence[str] | None) -> xr.Dat
     if len(names) != arr.ndim:
         raise ImageReadError(f"{path}: axes {names} do not match level {level} shape {arr.shape}", path=path)
     roles = _roles("".join(n[0].upper() for n in names), arr.shape, path)
-    lazy = _LazyCYX(path, lambda: contextlib.nullcontext(arr), arr.shape, arr.dtype, roles)
+    check = _chunk_checker(arr, path, level) if missing_chunks == "error" else None
+    lazy = _LazyCYX(path, lambda: contextlib.nullcontext(arr), arr.shape, arr.dtype, roles, check)
     attrs: dict[str, Any] = {"source": str(path)}
     for tr in dsets[level].get("coordinateTransformations", []):
         if tr.get("type") == "scale" and "y" in names and "x" in names:
@@ -292,6 +356,7 @@ def read_image(
     channels: Sequence[str] | None = None,
     sensor: str | None = None,
     bands: Sequence[str] | None = None,
+    missing_chunks: str = "error",
 ) -> xr.DataArray:
     """Read a multichannel image as a (lazy) ``("channel", "y", "x")`` DataArray.
 
@@ -302,13 +367,21 @@ def read_image(
         channels: keep these channels, in this order (keys, or names such as ``"DAPI"``).
         sensor / bands: for GeoTIFFs (``"sentinel2"``, ``"landsat8"``, ``"worldview2"``,
             ``"worldview3"``); see :func:`chanformer.datasets.satellite.read_geotiff`.
+        missing_chunks: OME-Zarr only: ``"error"`` (default) refuses an array whose store lacks
+            chunks of its grid, naming the array and chunk indices; ``"fill"`` reads them as the
+            array's fill value (for writers that skip chunks equal to it).
+
+    Raises:
+        ImageReadError: unreadable file, complex or non-numeric pixels, missing Zarr chunks, ...
     """
+    if missing_chunks not in ("error", "fill"):
+        raise ValueError(f"missing_chunks must be 'error' or 'fill', got {missing_chunks!r}")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"image not found: {path}")
     suffix = path.suffix.lower()
     if path.is_dir() or suffix == ".zarr":
-        return _read_zarr(path, level, channels)
+        return _read_zarr(path, level, channels, missing_chunks)
     if sensor is not None:
         from chanformer.datasets.satellite import read_geotiff
 
