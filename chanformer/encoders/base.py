@@ -81,6 +81,41 @@ class Encoder(nn.Module, metaclass=abc.ABCMeta):
         """Channel keys a fixed input layout needs (``[]`` for channel-adaptive families)."""
         return []
 
+    def channel_order_invariant(self) -> bool:
+        """Whether the embedding ignores the order in which a sample lists its channels."""
+        return False
+
+    def example_batch(self, batch_size: int = 2, seed: int = 0) -> ChannelBatch:
+        """A small valid input (random values; ragged channel sets where the family allows), for
+        smoke tests, docs and export tracing."""
+        raise NotImplementedError(f"{type(self).__name__} does not provide example_batch()")
+
+    def _example_batch(
+        self,
+        tail: tuple[int, ...],
+        n_channels: int,
+        batch_size: int,
+        seed: int,
+        ids: list[int] | None = None,
+        ragged: bool = True,
+        durations: list[int] | None = None,
+    ) -> ChannelBatch:
+        """Samples of ``n_channels`` (one fewer in every other sample when ``ragged``) with values
+        ``[C, *tail]``; ids drawn without replacement from ``ids`` (default: the channel table rows,
+        else ``0..n_channels-1``); ``durations`` pads the last axis with typed lengths."""
+        from chanformer.batch import ChannelSample
+
+        g = torch.Generator().manual_seed(seed)
+        table = self.channel_table()
+        pool = ids if ids is not None else list(range(table.num_embeddings if table is not None else n_channels))
+        samples = []
+        for i in range(batch_size):
+            c = max(1, n_channels - (i % 2 if ragged else 0))
+            pick = torch.randperm(len(pool), generator=g)[:c] if ragged else torch.arange(c)
+            shape = tail if durations is None else (*tail[:-1], durations[i % len(durations)])
+            samples.append(ChannelSample(torch.randn(c, *shape, generator=g), torch.tensor([pool[int(j)] for j in pick])))
+        return ChannelBatch.collate(samples, pad_time=durations is not None)
+
     def check_batch(self, batch: ChannelBatch) -> ChannelBatch:
         """Validate ``batch`` against the channel contract and zero its padding (see class doc)."""
         if getattr(batch, "_contract_checked", None) is self:

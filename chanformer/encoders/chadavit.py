@@ -254,6 +254,15 @@ class ChAdaViT(Encoder):
         patches = features[:, 1:].reshape(b, c, -1, features.shape[-1])
         return patches[batch.mask].reshape(-1, features.shape[-1])
 
+    def channel_order_invariant(self) -> bool:
+        """Slot embeddings follow the order of present channels; vocabulary or no embeddings do not."""
+        return self.channel_embedding != "slot"
+
+    def example_batch(self, batch_size: int = 2, seed: int = 0) -> ChannelBatch:
+        """Ragged ``[B, <=3, img_size, img_size]`` images."""
+        n = min(3, self.max_number_channels)
+        return self._example_batch((self.img_size, self.img_size), n, batch_size, seed)
+
     def pool(self, features: Tensor, batch: ChannelBatch) -> Tensor:
         """CLS token -> ``[B, D]``."""
         return features[:, 0]

@@ -188,6 +188,13 @@ class ChannelViT(Encoder):
         x = run_blocks(self.blocks, x, None if bool(key_mask.all()) else key_mask, self.grad_checkpointing)
         return self.norm(x)
 
+    def channel_order_invariant(self) -> bool:
+        return True
+
+    def example_batch(self, batch_size: int = 2, seed: int = 0) -> ChannelBatch:
+        """Ragged ``[B, <=3, img_size, img_size]`` images."""
+        return self._example_batch((self.img_size, self.img_size), 3, batch_size, seed)
+
     def pool(self, features: Tensor, batch: ChannelBatch) -> Tensor:
         """CLS token -> ``[B, D]``."""
         return features[:, 0]

@@ -351,6 +351,15 @@ class DBConformer(Encoder):
             parts.append(pooled)
         return torch.cat(parts, dim=-1), weights
 
+    def channel_order_invariant(self) -> bool:
+        """Batches are mapped onto the montage by channel id when ``channels`` are declared."""
+        return self.channels is not None
+
+    def example_batch(self, batch_size: int = 2, seed: int = 0) -> ChannelBatch:
+        """Every montage channel, ``[B, n_chans, n_times]`` (ids of ``channels`` in ``vocab`` when declared)."""
+        ids = self.vocab.ids(self.channels) if self.channels is not None and self.vocab is not None else None
+        return self._example_batch((self.n_times,), self.n_chans, batch_size, seed, ids=ids, ragged=False)
+
     def pool(self, features: Tensor, batch: ChannelBatch) -> Tensor:
         """Mean temporal token ++ channel-attention-pooled spatial token -> ``[B, D]``."""
         return self._fuse(features)[0]

@@ -365,6 +365,14 @@ class ECAPA_TDNN(Encoder):  # noqa: N801 - the published model's name
         mask = None if batch.lengths is None else self._batch_frame_mask(batch, feats.shape[-1])
         return self.frames(feats, mask).transpose(1, 2)
 
+    def channel_order_invariant(self) -> bool:
+        return True
+
+    def example_batch(self, batch_size: int = 2, seed: int = 0) -> ChannelBatch:
+        """All ``F`` mel bins, ``[B, F, 40]`` frames, every other utterance 28 frames long (typed lengths)."""
+        ids = self.layout_ids()
+        return self._example_batch((40,), self.input_size, batch_size, seed, ids=ids, ragged=False, durations=[40, 28])
+
     def pool(self, features: Tensor, batch: ChannelBatch) -> Tensor:
         """Attentive statistics pooling over real frames, BatchNorm, linear -> ``[B, lin_neurons]``."""
         x = features.transpose(1, 2)

@@ -215,6 +215,13 @@ class GAT(Encoder):
         """
         return self.encode(batch)[0]
 
+    def channel_order_invariant(self) -> bool:
+        return True
+
+    def example_batch(self, batch_size: int = 2, seed: int = 0) -> ChannelBatch:
+        """Ragged ``[B, <=4, seq_len]`` series."""
+        return self._example_batch((self.seq_len,), 4, batch_size, seed)
+
     def pool(self, features: Tensor, batch: ChannelBatch) -> Tensor:
         """Mean of the present channel tokens -> ``[B, D]``."""
         return masked_mean(features, batch.mask)

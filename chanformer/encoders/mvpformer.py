@@ -353,6 +353,10 @@ class MVPFormer(Encoder):
         """
         return self.backbone(self.embed_segments(batch), batch.mask)
 
+    def example_batch(self, batch_size: int = 2, seed: int = 0) -> ChannelBatch:
+        """Ragged ``[B, <=3, 2 * segment_samples]`` signals (two segments)."""
+        return self._example_batch((2 * self.segment_samples,), min(3, self.backbone.n_channels), batch_size, seed)
+
     def pool(self, features: Tensor, batch: ChannelBatch) -> Tensor:
         """Mean over the present channels of the LAST segment -> ``[B, D]`` (the original's head input)."""
         return masked_mean(features[:, -1], batch.mask)
