@@ -29,6 +29,7 @@ __all__ = [
     "TileGrid",
     "make_synthetic_slides",
     "read_labels",
+    "slide_id",
     "tile_slide",
     "tissue_mask",
 ]
@@ -45,6 +46,19 @@ def _name(path: str | os.PathLike[str]) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return Path(path).stem
+
+
+def slide_id(path: str | os.PathLike[str]) -> str:
+    """The slide identifier of ``path`` (see :func:`_name`), checked to be usable as a folder or file
+    name: ``...tif`` (id ``..``), ``..tif`` (``.``) or ``.tif`` (empty) raise ``ValueError`` naming the
+    file, and so do ids starting with ``.`` (hidden names are reserved for temporary folders)."""
+    from chanformer.io import safe_id
+
+    name = safe_id(_name(path), f"slide file {path}: slide id")
+    if name.startswith("."):
+        raise ValueError(f"slide file {path}: slide id {name!r} starts with '.', which is reserved for "
+                         "temporary folders; rename the file")  # fmt: skip
+    return name
 
 
 class Slide:
@@ -75,7 +89,15 @@ class Slide:
             levels = list(series.levels)
             self._arrays = [zarr.open(series.aszarr(level=i), mode="r") for i in range(len(levels))]
         except Exception as e:
+            cut = _truncation(getattr(self, "_tif", None), self.path)
+            self.close()
+            if cut:
+                raise SlideReadError(f"slide {self.name}: {cut}") from e
             raise SlideReadError(f"slide {self.name}: cannot read {self.path} as a TIFF ({type(e).__name__}: {e})") from e
+        cut = _truncation(self._tif, self.path)
+        if cut:
+            self.close()
+            raise SlideReadError(f"slide {self.name}: {cut}")
         if len(levels) < min_levels:
             self.close()
             raise SlideReadError(
@@ -83,7 +105,7 @@ class Slide:
                 "write it as a tiled pyramid (e.g. tifffile subifds=, or `vips tiffsave --pyramid --tile`)"
             )
         self.axes = series.axes
-        shapes = []
+        shapes, channels = [], []
         for arr in self._arrays:
             shape = tuple(arr.shape)
             if len(shape) == 2:
@@ -92,6 +114,9 @@ class Slide:
                 self.close()
                 raise SlideReadError(f"slide {self.name}: expected RGB levels [H, W, 3], got shape {shape} (axes {self.axes})")
             shapes.append(shape[:2])
+            channels.append(shape[-1])
+        self.channels = channels[0]
+        """Samples per pixel: 3 (RGB), 4 (RGBA) or 1 (grayscale)."""
         self.shapes: list[tuple[int, int]] = shapes
         self.downsamples = [shapes[0][1] / s[1] for s in shapes]
 
@@ -152,6 +177,49 @@ class Slide:
         return f"Slide({self.name!r}, levels={self.shapes})"
 
 
+def _truncation(tf: Any, path: Path) -> str | None:
+    """Why ``path`` looks cut short (an IFD, SubIFD or image data past its end), else ``None``."""
+    size = path.stat().st_size
+    if tf is None:
+        return None
+    where = f"{path} is truncated: "
+    fix = f", but the file ends at byte {size}; re-copy or re-export the slide"
+    try:
+        pages = list(tf.pages)
+    except Exception:  # a broken page chain: the checks below use what was read
+        pages = [tf.pages[0]] if len(tf.pages) else []
+    fmt = tf.tiff
+    for i, page in enumerate(pages):
+        offsets, counts = getattr(page, "dataoffsets", ()), getattr(page, "databytecounts", ())
+        end = max((int(o) + int(c) for o, c in zip(offsets, counts) if c), default=0)
+        if end > size:
+            return f"{where}the image data of page {i} runs to byte {end}{fix}"
+        sub = page.tags.get("SubIFDs") if hasattr(page, "tags") else None
+        for j, off in enumerate(sub.value if sub is not None else ()):
+            if int(off) >= size:
+                return f"{where}reduced-resolution level {j + 1} (SubIFD of page {i}) starts at byte {int(off)}{fix}"
+    if pages and hasattr(pages[-1], "tags"):  # the last page read points to a next IFD past the end?
+        last = pages[-1]
+        try:
+            fh = tf.filehandle
+            fh.seek(last.offset)
+            n = int(np.frombuffer(fh.read(fmt.tagnosize), np.dtype(tf.byteorder + fmt.tagnoformat[-1]))[0])
+            fh.seek(last.offset + fmt.tagnosize + n * fmt.tagsize)
+            raw = fh.read(fmt.offsetsize)
+            nxt = int(np.frombuffer(raw, np.dtype(tf.byteorder + fmt.offsetformat[-1]))[0]) if len(raw) == fmt.offsetsize else 0
+        except Exception:
+            nxt = 0
+        if nxt >= size:
+            return f"{where}page {len(pages)} (IFD) starts at byte {nxt}{fix}"
+    for lev_i, lev in enumerate(tf.series[0].levels if tf.series else ()):
+        for page in getattr(lev, "pages", ()):
+            offsets, counts = getattr(page, "dataoffsets", ()), getattr(page, "databytecounts", ())
+            end = max((int(o) + int(c) for o, c in zip(offsets, counts) if c), default=0)
+            if end > size:
+                return f"{where}the image data of level {lev_i} runs to byte {end}{fix}"
+    return None
+
+
 def _to_uint8(a: np.ndarray) -> np.ndarray:
     if a.dtype == np.uint8:
         return a
@@ -181,9 +249,21 @@ def tissue_mask(
     from skimage.morphology import isotropic_closing, remove_small_holes, remove_small_objects
 
     level = slide.n_levels - 1 if level is None else level
+    if slide.channels == 1:
+        raise SlideReadError(
+            f"slide {slide.name}: {slide.path} is a grayscale pyramid (1 sample per pixel): tissue detection "
+            "thresholds colour saturation and needs an RGB (brightfield) slide; pass mask= to tile_slide for others"
+        )
     rgb = slide.read_level(level)
     sat = rgb2hsv(rgb)[..., 1]
     if float(sat.max() - sat.min()) < 1e-3:
+        grey = rgb[..., 0].astype(np.float32)
+        if float(grey.max() - grey.min()) > 16 and float(sat.max()) < 1e-3:
+            raise SlideReadError(
+                f"slide {slide.name}: {slide.path} has no colour (R = G = B at every pixel of level {level}) but its "
+                "brightness varies: a grayscale image stored as RGB; tissue detection thresholds colour saturation "
+                "and needs a stained RGB slide; pass mask= to tile_slide for others"
+            )
         return np.zeros(sat.shape, bool), slide.downsamples[level]
     thr = threshold_otsu(sat)
     mask = sat > max(thr, 0.05)  # glass never counts, even on a slide that is all background
@@ -261,7 +341,8 @@ def tile_slide(
         mask: precomputed ``tissue_mask(slide)`` result.
 
     Raises:
-        SlideReadError: no tile holds enough tissue (the message names the slide).
+        SlideReadError: no tile holds enough tissue, or the slide is grayscale (tissue detection
+            needs colour; pass ``mask=``); the message names the slide.
     """
     if not isinstance(tile_size, int) or tile_size < 1:
         raise ValueError(f"tile_size={tile_size!r}: must be a positive integer")
