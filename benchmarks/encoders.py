@@ -77,9 +77,12 @@ def _case_mambattention(quick: bool, g: torch.Generator) -> tuple[torch.nn.Modul
         model, seconds, label = mambattention_test(), 0.5, "mambattention_test"
     else:
         model, seconds, label = mambattention(), 4.0, "mambattention"
-    wav = torch.randn(2, int(16000 * seconds), generator=g) * 0.1
-    mag, pha, _ = model.stft(wav)
-    return model, (mag, pha), f"{label} B=2 {seconds:g} s @ 16 kHz ({mag.shape[-1]} frames)"
+    from chanformer.batch import ChannelBatch
+
+    wav = torch.randn(2, 1, int(16000 * seconds), generator=g) * 0.1
+    batch = ChannelBatch(wav, torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 1, dtype=torch.bool), sfreq=16000.0)
+    frames = wav.shape[-1] // model.config["hop_size"] + 1
+    return model, (batch,), f"{label} B=2 {seconds:g} s @ 16 kHz ({frames} frames, STFT included)"
 
 
 def _case_dbconformer(quick: bool, g: torch.Generator) -> tuple[torch.nn.Module, tuple[Any, ...], str]:

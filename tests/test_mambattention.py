@@ -51,7 +51,7 @@ def _fixture():
 def test_model_on_fixture_spectrogram():
     meta, model, io = _fixture()
     with torch.no_grad():
-        mag, pha, com = model(io["output.noisy_mag"], io["output.noisy_pha"])
+        mag, pha, com = model.forward_spectrum(io["output.noisy_mag"], io["output.noisy_pha"])
     for name, ours in (("denoised_mag", mag), ("denoised_com", com)):
         ref = io[f"output.{name}"]
         assert ((ours - ref).abs() <= meta["atol"] + meta["rtol"] * ref.abs()).all(), (name, (ours - ref).abs().max())
@@ -239,5 +239,32 @@ def test_variants_and_bad_arguments():
     with pytest.raises(ValueError, match="n_heads"):
         MambAttention(hid_feature=12, n_heads=8)
     with pytest.raises(ValueError, match="noisy_mag"):
-        mambattention_test()(torch.randn(1, 20, 5), torch.randn(1, 20, 5))
+        mambattention_test().forward_spectrum(torch.randn(1, 20, 5), torch.randn(1, 20, 5))
     assert math.isclose(mambattention_test().config["compress_factor"], 0.3)
+
+
+def test_waveform_batch_is_the_entry_point():
+    """Microphones are channels; ragged channel sets and durations never change a sample's output."""
+    from chanformer.batch import ChannelBatch, ChannelSample, EmptySampleError
+
+    torch.manual_seed(0)
+    model = mambattention_test().eval()
+    a = ChannelSample(torch.randn(2, 900) * 0.1, torch.tensor([0, 1]))  # two microphones
+    b = ChannelSample(torch.randn(1, 700) * 0.1, torch.tensor([0]))  # one microphone, shorter
+    batch = ChannelBatch.collate([a, b], sfreq=16000.0, pad_time=True)
+    dirty = ChannelBatch(batch.values.clone(), batch.channel_ids, batch.mask, sfreq=16000.0, lengths=batch.lengths)
+    dirty.values[1, 1] = float("nan")
+    dirty.values[1, 0, 700:] = 1e30
+    with torch.no_grad():
+        out = model(batch)
+        assert out.shape == (2, 2, 900)
+        torch.testing.assert_close(out[0], model.enhance(a.values))
+        torch.testing.assert_close(out[1, :1, :700], model.enhance(b.values))
+        assert not out[1, 1].any() and not out[1, 0, 700:].any()
+        assert torch.equal(model(dirty), out)
+    with pytest.raises(ValueError, match="8000.0 Hz"):
+        model(ChannelBatch.collate([a], sfreq=8000.0))
+    with pytest.raises(EmptySampleError, match=r"sample\(s\) \[0, 1\]"):
+        model(ChannelBatch(batch.values, batch.channel_ids, torch.zeros_like(batch.mask)))
+    with pytest.raises(TypeError, match="ChannelBatch"):
+        model(a.values)

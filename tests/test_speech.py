@@ -295,3 +295,32 @@ def test_si_sdr_matches_dns_readme():
     vals = [float(si_sdr(torch.from_numpy(read_audio(p, 16000)[0][0]).double(),
                          torch.from_numpy(read_audio(dns / "clean" / p.name, 16000)[0][0]).double())) for p in noisy]
     assert np.mean(vals) == pytest.approx(6.99, abs=0.01)
+
+
+def test_speaker_task_embeds_every_microphone_through_the_batch():
+    """Microphones are channels: a sample's embedding is the mean over its present microphones,
+    typed lengths drive the frame masks, and nothing in padding changes any output."""
+    from chanformer.batch import ChannelBatch, ChannelSample
+    from chanformer.tasks.speaker import SpeakerVerificationTask
+
+    torch.manual_seed(0)
+    task = SpeakerVerificationTask(num_classes=3, encoder="ecapa_tdnn_test").eval()
+    a = ChannelSample(torch.randn(2, 8000) * 0.1, torch.tensor([0, 1]), target=torch.tensor(0))
+    b = ChannelSample(torch.randn(1, 6000) * 0.1, torch.tensor([0]), target=torch.tensor(2))
+    batch = ChannelBatch.collate([a, b], sfreq=16000.0, pad_time=True)
+    with torch.no_grad():
+        emb = task(batch)
+        mics = task.embed_waveforms(a.values)
+        torch.testing.assert_close(emb[0], mics.mean(0), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(mics[0], mics[1])
+        dirty = ChannelBatch(batch.values.clone(), batch.channel_ids, batch.mask, target=batch.target, lengths=batch.lengths)
+        dirty.values[1, 1] = float("nan")
+        dirty.values[1, 0, 6000:] = 1e30
+        assert torch.equal(task(dirty), emb)
+        # the typed length is read: the same utterance without it (zeros counted as speech) differs
+        unmasked = ChannelBatch(batch.values, batch.channel_ids, batch.mask, target=batch.target)
+        assert not torch.allclose(task(unmasked)[1], emb[1])
+    task.train()
+    loss, _, _ = task.compute(batch)
+    loss.backward()
+    assert torch.isfinite(loss) and task.encoder.blocks[0].conv.weight.grad.abs().sum() > 0

@@ -1,8 +1,11 @@
 """MambAttention speech enhancement generator (Kühne et al., "MambAttention: Mamba with
 Multi-Head Attention for Generalizable Single-Channel Speech Enhancement", 2025).
 
-Not a ``[B, D]`` encoder: :class:`MambAttention` maps a noisy compressed magnitude and phase
-spectrogram to a denoised one (``forward``), or a waveform to a waveform (:meth:`enhance`).
+Not a ``[B, D]`` encoder: :class:`MambAttention` maps a waveform :class:`~chanformer.batch.ChannelBatch`
+(microphones as channels, each enhanced as a single-channel signal) to enhanced waveforms
+(``forward``; the STFT front-end is inside the model). :meth:`MambAttention.forward_spectrum`
+(compressed magnitude and phase in, denoised out) and :meth:`MambAttention.enhance` (``[B, L]``
+waveforms) are the thin tensor interfaces kept for converters, losses and fixtures.
 It lives here, next to the encoders, and is saved/loaded with
 :func:`chanformer.hub.save_pretrained` / :func:`chanformer.hub.load_pretrained` as model
 kind ``"mambattention"``.
@@ -34,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from chanformer.batch import ChannelBatch
 from chanformer.hub.pretrained import register_model_kind
 from chanformer.nn.mamba import BidirectionalMamba
 from chanformer.transforms.audio import mag_phase_istft, mag_phase_stft
@@ -267,8 +271,37 @@ class MambAttention(nn.Module):
         self.mask_decoder = MaskDecoder(hid_feature, n_freqs, beta, **kw)
         self.phase_decoder = PhaseDecoder(hid_feature, **kw)
 
-    def forward(self, noisy_mag: Tensor, noisy_pha: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Denoise a compressed spectrogram.
+    def forward(self, batch: ChannelBatch) -> Tensor:
+        """Enhance noisy waveforms ``batch.values [B, C, L]`` -> ``[B, C, L]``.
+
+        Every present channel (microphone) is enhanced on its own (the model is single-channel);
+        padded channels and samples past ``batch.lengths`` come back as zeros, and each
+        utterance is enhanced at its own length (samples of different lengths are processed one
+        by one), so the output never depends on padding.
+        """
+        if not isinstance(batch, ChannelBatch):
+            raise TypeError(f"MambAttention takes a waveform ChannelBatch [B, C, L], got {type(batch).__name__}")
+        if batch.values.ndim != 3:
+            raise ValueError(f"MambAttention takes waveforms [B, C, L], got values of shape {tuple(batch.values.shape)}")
+        if batch.sfreq is not None and int(batch.sfreq) != self.config["sampling_rate"]:
+            raise ValueError(f"batch sampled at {batch.sfreq} Hz; MambAttention expects {self.config['sampling_rate']} Hz")
+        batch.require_present("channel")
+        batch = batch.padding_zeroed()
+        b, c, n = batch.values.shape
+        out = torch.zeros_like(batch.values)
+        lengths = [n] * b if batch.lengths is None else [int(x) for x in batch.lengths]
+        for length in sorted(set(lengths)):
+            rows = [i for i in range(b) if lengths[i] == length]
+            sel = batch.mask[rows]  # [b', C]
+            wav = batch.values[rows][..., :length][sel]  # [present, length]
+            enhanced = self.enhance(wav)
+            block = torch.zeros(len(rows), c, length, dtype=out.dtype, device=out.device)
+            block[sel] = enhanced.to(out.dtype)
+            out[rows, :, :length] = block
+        return out
+
+    def forward_spectrum(self, noisy_mag: Tensor, noisy_pha: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Denoise a compressed spectrogram (the original's generator interface).
 
         Args:
             noisy_mag: ``[B, F, T]`` compressed magnitude.
@@ -317,7 +350,7 @@ class MambAttention(nn.Module):
             raise ValueError(f"MambAttention.enhance: {length} samples is too short for n_fft={self.config['n_fft']}")
         norm = torch.sqrt(length / wav.pow(2).sum(-1, keepdim=True).clamp_min(torch.finfo(wav.dtype).tiny))
         mag, pha, _ = self.stft(wav * norm)
-        den_mag, den_pha, _ = self(mag, pha)
+        den_mag, den_pha, _ = self.forward_spectrum(mag, pha)
         return self.istft(den_mag, den_pha, length) / norm
 
     def pretrained_spec(self) -> dict[str, Any]:

@@ -84,7 +84,7 @@ def generator_losses(model: MambAttention, noisy: Tensor, clean: Tensor) -> tupl
     noisy, clean = noisy * norm, clean * norm
     c_mag, c_pha, c_com = model.stft(clean)
     n_mag, n_pha, _ = model.stft(noisy)
-    g_mag, g_pha, g_com = model(n_mag, n_pha)
+    g_mag, g_pha, g_com = model.forward_spectrum(n_mag, n_pha)
     audio_g = model.istft(g_mag, g_pha, length)
     _, _, g_com_hat = model.stft(audio_g)
     ip, gd, iaf = phase_losses(c_pha, g_pha)
@@ -120,7 +120,8 @@ def enhancement_metrics(enhanced: np.ndarray, clean: np.ndarray, sample_rate: in
 
 class EnhancementTask(ChannelTask):
     """MambAttention trained on noisy/clean waveform pairs (``values`` noisy ``[B, C, L]``,
-    ``target`` clean ``[B, C, L]``; the first microphone is enhanced).
+    ``target`` clean ``[B, C, L]``; every present microphone is a training utterance and is
+    enhanced through ``model(batch)``).
 
     Validation and test report, over the whole set at epoch end, ``si_sdr`` of the enhanced
     speech, ``si_sdr_noisy`` of the input, their difference ``si_sdri``, and (if enabled)
@@ -183,15 +184,19 @@ class EnhancementTask(ChannelTask):
 
     @staticmethod
     def _pair(batch: ChannelBatch) -> tuple[Tensor, Tensor]:
+        """Noisy and clean ``[N, L]``: one row per present microphone of every sample."""
         if batch.target is None or batch.target.shape != batch.values.shape:
             got = None if batch.target is None else tuple(batch.target.shape)
             want = tuple(batch.values.shape)
             raise ValueError(f"EnhancementTask needs clean target waveforms shaped like values {want}, got {got}")
-        return batch.values[:, 0].float(), batch.target[:, 0].float()
+        if batch.lengths is not None and bool((batch.lengths != batch.values.shape[-1]).any()):
+            raise ValueError("EnhancementTask trains on equal-length segments (set the datamodule's segment_seconds)")
+        batch.require_present("channel")
+        return batch.values[batch.mask].float(), batch.target[batch.mask].float()
 
-    def forward(self, wav: Tensor) -> Tensor:
-        """Enhance waveforms ``[B, L]``."""
-        return self.model.enhance(wav)
+    def forward(self, batch: ChannelBatch) -> Tensor:
+        """Enhanced waveforms ``[B, C, L]`` of a noisy waveform batch (see :meth:`MambAttention.forward`)."""
+        return self.model(batch)
 
     def training_step(self, batch: ChannelBatch, batch_idx: int) -> Tensor:
         batch.check_finite(self.vocab if len(self.vocab) else None)
@@ -205,7 +210,7 @@ class EnhancementTask(ChannelTask):
         noisy, clean = self._pair(batch)
         loss, _, _ = self.compute(batch)
         self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True, batch_size=batch.batch_size)
-        enhanced = self.model.enhance(noisy)
+        enhanced = self.model(batch)[batch.mask]
         sr = self.model.config["sampling_rate"]
         for e, n, c in zip(enhanced.cpu().double().numpy(), noisy.cpu().double().numpy(), clean.cpu().double().numpy()):
             row = {k: v for k, v in enhancement_metrics(e, c, sr, self.val_pesq, self.val_estoi).items()}
@@ -235,7 +240,7 @@ class EnhancementTask(ChannelTask):
         self._finish("test")
 
     def predict_step(self, batch: ChannelBatch, batch_idx: int) -> Tensor:
-        return self.model.enhance(batch.values[:, 0].float())
+        return self.model(batch)
 
     def exportable(self) -> MambAttention:
         return self.model

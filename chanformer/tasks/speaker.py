@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
 from chanformer.batch import ChannelBatch
+from chanformer.encoders import masked_mean
 from chanformer.eval.verification import compute_eer, compute_min_dcf, cosine_scores, s_norm
 from chanformer.hub import save_pretrained
 from chanformer.tasks.base import ChannelTask
@@ -55,10 +56,12 @@ class AAMSoftmax(nn.Module):
 class SpeakerVerificationTask(ChannelTask):
     """ECAPA-TDNN speaker embeddings trained with AAM-softmax on speaker identities.
 
-    Batches hold waveforms ``[B, C, L]`` (microphones as channels; the first present one is
-    used). Log-mel features (:class:`~chanformer.transforms.audio.Fbank`, ``n_mels`` = the
-    encoder's ``input_size``, SpeechBrain conventions) and sentence mean normalisation are
-    computed on the batch's device inside the task.
+    Batches hold waveforms ``[B, C, L]`` (microphones as channels, optional typed ``lengths``).
+    Log-mel features (:class:`~chanformer.transforms.audio.Fbank`, ``n_mels`` = the encoder's
+    ``input_size``, SpeechBrain conventions) and sentence mean normalisation over each
+    utterance's real frames are computed on the batch's device; every present microphone is
+    embedded through ``encoder(batch)`` (a mel-bin :class:`ChannelBatch` with typed frame
+    lengths) and a sample's embedding is the mean over its present microphones.
 
     Validation/test batches carry utterance indices of the datamodule's ``val_trials`` /
     ``test_trials`` (:class:`~chanformer.datasets.speech.VerificationTrials`); at epoch end the
@@ -105,25 +108,34 @@ class SpeakerVerificationTask(ChannelTask):
         return MetricCollection({})
 
     # -- features and embeddings -------------------------------------------------------------------
-    def features(self, batch: ChannelBatch) -> Tensor:
-        """Waveforms -> mean-normalised log-mel ``[B, n_mels, T]`` (first present microphone)."""
+    def feature_batch(self, batch: ChannelBatch) -> ChannelBatch:
+        """Waveforms ``[B, C, L]`` -> one mel-bin batch ``[N, n_mels, T]`` for the ``N`` present
+        microphones (sample-major), mean-normalised over real frames, with typed frame lengths."""
         if batch.values.ndim != 3:
             raise ValueError(f"SpeakerVerificationTask expects waveforms [B, C, L], got {tuple(batch.values.shape)}")
-        first = batch.mask.float().argmax(1)
-        wav = batch.values[torch.arange(batch.batch_size, device=batch.device), first]
-        feats = sentence_mean_norm(self.fbank(wav.float()))
+        batch.require_present("microphone")
+        batch = batch.padding_zeroed()
+        wav = batch.values[batch.mask].float()  # [N, L]
+        relative = None
+        if batch.lengths is not None:
+            per_mic = batch.lengths[:, None].expand_as(batch.mask)[batch.mask]
+            relative = per_mic.to(torch.float32) / batch.values.shape[-1]
+        feats = sentence_mean_norm(self.fbank(wav), relative)
         if not torch.isfinite(feats).all():
             raise ValueError("non-finite Fbank features (NaN/Inf) in this batch")
-        return feats.transpose(1, 2)
+        return self.encoder.batch_from_features(feats.transpose(1, 2), relative)  # type: ignore[operator]
 
     def embed_waveforms(self, wav: Tensor) -> Tensor:
-        """``wav [B, L]`` -> speaker embeddings ``[B, D]``."""
-        feats = sentence_mean_norm(self.fbank(wav.float())).transpose(1, 2)
-        return self.encoder.embed(feats)  # type: ignore[operator]
+        """``wav [B, L]`` (one microphone) -> speaker embeddings ``[B, D]``."""
+        ids = torch.zeros(wav.shape[0], 1, dtype=torch.long, device=wav.device)
+        return self(ChannelBatch(wav[:, None], ids, torch.ones_like(ids, dtype=torch.bool)))
 
     def forward(self, batch: ChannelBatch) -> Tensor:
-        """Speaker embeddings ``[B, D]``."""
-        return self.encoder.embed(self.features(batch))  # type: ignore[operator]
+        """Speaker embeddings ``[B, D]``: the mean over each sample's present microphones."""
+        per_mic = self.encoder(self.feature_batch(batch))  # [N, D]
+        out = per_mic.new_zeros(*batch.mask.shape, per_mic.shape[-1])
+        out[batch.mask] = per_mic
+        return masked_mean(out, batch.mask)
 
     def compute(self, batch: ChannelBatch) -> tuple[Tensor, Tensor, Tensor]:
         emb = self(batch)
@@ -132,10 +144,6 @@ class SpeakerVerificationTask(ChannelTask):
 
     def update_metrics(self, metrics: MetricCollection, preds: Tensor, target: Tensor, batch: ChannelBatch) -> None:
         pass
-
-    def training_step(self, batch: ChannelBatch, batch_idx: int) -> Tensor:
-        loss = self.shared_step(batch, "train")
-        return loss
 
     # -- verification ---------------------------------------------------------------------------------
     def _collect(self, batch: ChannelBatch, stage: str) -> None:

@@ -94,7 +94,7 @@ class MambAttentionConverter(Converter):
         wav = inputs["noisy_wav"]
         norm = _norm_factor(wav)
         mag, pha, _ = model.stft(wav * norm)
-        den_mag, den_pha, den_com = model(mag, pha)
+        den_mag, den_pha, den_com = model.forward_spectrum(mag, pha)  # type: ignore[operator]
         return {
             "noisy_mag": mag,
             "noisy_pha": pha,
