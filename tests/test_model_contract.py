@@ -272,3 +272,57 @@ def test_mil_heads_keep_the_contract(make, tmp_path):
     sum(t[torch.isfinite(t)].pow(2).sum() for t in head(bags)).backward()
     for pname, p in head.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, pname
+
+
+# -- the task entry points: pretrained= and --ckpt_path ------------------------------------------
+def _task(vocab: ChannelVocab, **kw):
+    from chanformer.spec import DataSpec
+    from chanformer.tasks import ClassificationTask
+
+    spec = DataSpec(vocab=vocab, n_times=16, num_classes=2)
+    return ClassificationTask(encoder="softs_test", encoder_kwargs={"num_channels": len(vocab)}, data_spec=spec, **kw).eval()
+
+
+def test_task_pretrained_folder_is_remapped_onto_the_data_vocabulary(tmp_path):
+    src = _vocab()
+    torch.manual_seed(0)
+    trained = _task(src)
+    folder = save_pretrained(trained.encoder, tmp_path / "enc", vocab=src)
+    batch = trained.encoder.example_batch(3)
+    reordered = ChannelVocab("stains-reordered", [src.channels[i] for i in (3, 0, 5, 1, 4, 2)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        task = _task(reordered, pretrained=str(folder))
+    with torch.no_grad():
+        assert torch.equal(task.encoder(_in_vocab(batch, src, reordered)), trained.encoder(batch))
+    grown = ChannelVocab("grown", [*src.channels, Channel("band/new", kind="band")])
+    with pytest.warns(UserWarning, match=r"1 by mean.*band/new"):
+        _task(grown, pretrained=str(folder))
+    with pytest.raises(ChannelRemapError, match="band/new"):
+        _task(grown, pretrained=str(folder), strict_channels=True)
+
+
+def test_checkpoint_is_remapped_for_test_and_refused_for_resume(tmp_path):
+    src = _vocab()
+    torch.manual_seed(0)
+    trained = _task(src)
+    ckpt = {"state_dict": trained.state_dict()}
+    trained.on_save_checkpoint(ckpt)
+    batch = trained.encoder.example_batch(3)
+    reordered = ChannelVocab("reordered", list(reversed(src.channels)))
+    fresh = _task(reordered)
+    fresh.on_load_checkpoint(ckpt)  # no trainer: a test/predict load
+    fresh.load_state_dict(ckpt["state_dict"])
+    with torch.no_grad():
+        assert torch.equal(fresh(_in_vocab(batch, src, reordered)), trained(batch))
+
+    class _Fit:
+        class state:  # noqa: N801 - mimics trainer.state
+            fn = "fit"
+
+    resumed = _task(reordered)
+    resumed._trainer = _Fit()  # type: ignore[assignment]
+    ckpt2 = {"state_dict": trained.state_dict()}
+    trained.on_save_checkpoint(ckpt2)
+    with pytest.raises(ChannelRemapError, match="pretrained="):
+        resumed.on_load_checkpoint(ckpt2)

@@ -184,7 +184,9 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
                 continue
             missing = [k for k in module.required_channels() if k not in self.vocab]
             if missing:
-                raise ChannelRemapError(f"{type(module).__name__} has a fixed input layout; this run's vocabulary lacks {missing}")
+                raise ChannelRemapError(
+                    f"{type(module).__name__} has a fixed input layout; this run's vocabulary lacks {missing}"
+                )
             key = f"{name}.channel_embed.weight" if name else "channel_embed.weight"
             if module.channel_table() is None or key not in state:
                 continue
