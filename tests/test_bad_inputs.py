@@ -597,6 +597,27 @@ CASES: list[tuple[str, Callable[[Path], object], type[BaseException], str]] = [
     ),
     ("image-missing", lambda tmp: read_image(tmp / "none.tif"), FileNotFoundError, r"none\.tif"),
     ("manifest-channel-count", lambda tmp: _manifest_names(tmp, "A;B;C"), ImageReadError, r"pix\.tif: manifest names 3 channels"),
+    # more edge rows
+    (
+        "ts-timestamped-overflow",
+        read_ts_case(
+            "@problemName T\n@timeStamps true\n@univariate true\n@classLabel true a\n", "(2007-01-01 00:00:00,-1e39):a\n"
+        ),
+        TsFormatError,
+        r"bad\.ts, line 6: dimension 0, value 0: '-1e39' overflows float32",
+    ),
+    (
+        "csv-negative-overflow",
+        lambda tmp: forecast(tmp, ["-1e39"]),
+        ValueError,
+        r"table\.csv: value -1e\+39 in column 'a' at row 3",
+    ),
+    (
+        "bdf-cut-in-header",
+        lambda tmp: read_recording(edf_cut(BDF, 100)(tmp)),
+        ValueError,
+        r"cannot read EEG recording .*test_bdf_stim_channel\.bdf",
+    ),
     # whole-slide images
     (
         "wsi-cut-30",
@@ -704,7 +725,7 @@ def test_bad_input_is_refused_by_name(tmp_path, run, error, match):
 
 
 def test_matrix_size():
-    assert len(CASES) >= 80
+    assert len(CASES) >= 100
 
 
 # -- reported, not refused ---------------------------------------------------------------------
