@@ -67,17 +67,34 @@ def load_checkpoint_file(path: str | os.PathLike[str], what: str = "checkpoint",
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{what} {p}: no such file")
+    # Errors are raised after the except blocks, so no chained low-level error is taken for the
+    # cause (the CLI reports the innermost error of a chain).
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "weights only" in first.lower() or "weights_only" in first.lower():
-            raise ValueError(f"{what} {p}: refused: it holds Python objects other than tensors and plain values, "
-                             f"which are never unpickled ({first})") from None  # fmt: skip
-        raise ValueError(f"{what} {p}: not a PyTorch checkpoint ({first})") from None
+        detail = _detail(e)
+        if "GLOBAL" in detail:  # an import the tensors-only unpickler blocked: code, or a class
+            reason = f"refused: it holds Python objects other than tensors and plain values, which are never unpickled ({detail})"
+        else:
+            reason = f"not a PyTorch checkpoint ({detail})"
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{what} {p}: not a readable PyTorch checkpoint, or a truncated one ({first})") from None
+        reason = f"not a readable PyTorch checkpoint, or a truncated one ({_first_line(e)})"
+    raise ValueError(f"{what} {p}: {reason}")
+
+
+def _detail(e: BaseException) -> str:
+    """The line of torch's long weights-only message that says what was wrong."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for key in ("GLOBAL", "Unsupported", "invalid load key"):
+        for ln in lines:
+            if key in ln:
+                return ln
+    return lines[-1] if lines else type(e).__name__
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _keep_storage(storage: Any, location: str) -> Any:

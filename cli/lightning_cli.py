@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from typing import Any
 
@@ -11,7 +12,7 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from chanformer.callbacks import upgrade_checkpoint_callbacks
-from chanformer.checkpoint import AtomicCheckpointIO, refuse_url
+from chanformer.checkpoint import AtomicCheckpointIO, load_checkpoint_file, refuse_url
 from chanformer.tasks import ChannelTask
 
 
@@ -26,6 +27,21 @@ class ChanformerCLI(LightningCLI):
                             help="after fit, evaluate the best checkpoint on the test split")
         parser.add_argument("--importance_plot", type=str | None, default=None,
                             help="test: write a bar chart (PNG) of mean channel importance over the test set")
+
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI reads the hyperparameters of ``--ckpt_path`` (tensors-only) before anything
+        else: refuse URLs first, and turn its unpickling errors into one named line."""
+        cfg = self.config.get(self.config.get("subcommand") or "", {}) or {}
+        path = cfg.get("ckpt_path") if hasattr(cfg, "get") else None
+        refuse_url(path, "--ckpt_path")
+        failure: Exception | None = None
+        try:
+            super()._parse_ckpt_path()
+        except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as e:
+            failure = e
+        if failure is not None:
+            load_checkpoint_file(path, "--ckpt_path")  # raises the named error for the same fault
+            raise failure
 
     def before_instantiate_classes(self) -> None:
         """Refuse a remote ``--ckpt_path`` before anything is built (checkpoints are pickles)."""

@@ -140,6 +140,8 @@ def _root_message(exc: BaseException) -> str:
     node: BaseException | None = exc
     while node is not None and node not in chain:
         chain.append(node)
+        if isinstance(node, WriteError):  # names the destination; what it wraps is the bare OS error
+            break
         node = node.__cause__ or node.__context__
     # KeyErrors at the bottom are look-up details; the ValueError above them says what to do.
     for err in reversed(chain):

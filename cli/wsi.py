@@ -10,12 +10,15 @@ Workflow::
     chanformer wsi heatmap --model runs/wsi-acmil/.../pretrained --store runs/wsi/bags.zarr --out runs/wsi/heatmaps
 
 ``tile`` and ``extract`` skip slides they already finished, so re-running after a crash resumes.
+A slide that cannot be used (unreadable, not pyramidal, blank, a bad file name) is skipped and
+named on stderr while the others are processed; the command then exits 1 with a summary.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -78,11 +81,11 @@ def wsi_main(argv: list[str]) -> int:
             args.slides, args.store, args.encoder, encoder_kwargs=json.loads(args.encoder_kwargs),
             labels=read_labels(args.labels) if args.labels else None, tile_size=args.tile_size, level=args.level,
             min_tissue=args.min_tissue, grids=read_grids(args.tiles) if args.tiles else None,
-            batch_size=args.batch_size, device=args.device,
+            batch_size=args.batch_size, device=args.device, on_error="skip",
         )  # fmt: skip
         console.print(f"{len(report.written)} bags written, {len(report.skipped)} already complete; "
                       f"{report.n_tiles} tiles at {report.tiles_per_s:.0f} tiles/s -> {args.store}")  # fmt: skip
-        return 0
+        return _failures("extract", report.failed, len(report.written) + len(report.skipped) + len(report.failed))
     return _heatmap(args, console)
 
 
@@ -97,22 +100,40 @@ def _tile(args: argparse.Namespace, console: object) -> int:
     paths = list(iter_slides(args.slides))
     if not paths:
         raise FileNotFoundError(f"no slide files in {args.slides}")
+    from chanformer.datasets.wsi import slide_id
+
     n_tiles = 0
+    failed: dict[str, str] = {}
     with Progress() as bar:
         task = bar.add_task("tiling", total=len(paths))
         for p in paths:
-            from chanformer.datasets.wsi import _name
-
-            target = out / f"{_name(p)}.tiles.json"
-            if target.is_file() and not args.overwrite:
+            try:
+                target = out / f"{slide_id(p)}.tiles.json"
+                if target.is_file() and not args.overwrite:
+                    bar.advance(task)
+                    continue
+                grid = tile_slide(p, args.tile_size, args.level, args.magnification, args.base_magnification,
+                                  args.min_tissue)  # fmt: skip
+            except (ValueError, FileNotFoundError) as e:  # SlideReadError is a ValueError
+                failed[str(p)] = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 bar.advance(task)
                 continue
-            grid = tile_slide(p, args.tile_size, args.level, args.magnification, args.base_magnification, args.min_tissue)
             write_text_atomic(target, json.dumps(grid.to_json()))
             n_tiles += len(grid)
             bar.advance(task)
-    console.print(f"tiled {len(paths)} slides ({n_tiles} new tiles) -> {out}")  # type: ignore[attr-defined]
-    return 0
+    console.print(f"tiled {len(paths) - len(failed)} slides ({n_tiles} new tiles) -> {out}")  # type: ignore[attr-defined]
+    return _failures("tile", failed, len(paths))
+
+
+def _failures(what: str, failed: dict[str, str], total: int) -> int:
+    """Name every slide that failed on stderr, then a one-line summary; 1 if any failed, else 0."""
+    if not failed:
+        return 0
+    for path, reason in failed.items():
+        print(f"chanformer wsi {what}: skipped {path}: {reason}", file=sys.stderr)
+    print(f"chanformer wsi {what}: {len(failed)} of {total} slides failed and were skipped "
+          f"({', '.join(Path(p).name for p in failed)}); the others are done", file=sys.stderr)  # fmt: skip
+    return 1
 
 
 def _heatmap(args: argparse.Namespace, console: object) -> int:

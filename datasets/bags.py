@@ -11,16 +11,22 @@ Store layout (a local directory store)::
 A bag is written under ``bags/.tmp-<slide>-<pid>`` and renamed to ``bags/<slide>`` only after
 its arrays and its ``complete`` attribute are on disk, so a killed extraction never leaves a
 half-written bag that looks complete; the next run deletes leftovers and continues with the
-slides that have no complete bag.
+slides that have no complete bag. A bag that is replaced is first moved to ``bags/.old-<slide>-<pid>``.
+
+Slide ids become folder names only after :func:`~chanformer.io.safe_id` accepts them (no ``.``,
+``..``, separators, control characters; no leading ``.``, which is reserved for the temporary
+names above), and the store only ever deletes its own temporary folders and bag folders it wrote.
+One extraction at a time writes to a store (``.extract.lock`` at its root, where ``fcntl`` exists).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +39,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from chanformer.batch import BagBatch
 from chanformer.channels import Channel, ChannelVocab
-from chanformer.datasets.wsi import Slide, SlideReadError, TileGrid, _name, iter_slides, tile_slide
+from chanformer.datasets.wsi import Slide, SlideReadError, TileGrid, _name, iter_slides, slide_id, tile_slide
+from chanformer.io import named_write_error, safe_id
 from chanformer.spec import DataSpec
 
 __all__ = [
@@ -112,14 +119,52 @@ class BagStore:
         root.attrs.update(attrs)
         _open_group(self.bags_dir, "a")
 
+    def bag_path(self, slide: str) -> Path:
+        """``bags/<slide>``, after checking that ``slide`` is a plain name (``ValueError`` otherwise)."""
+        safe_id(slide, f"bag store {self.path}: slide id")
+        if slide.startswith("."):
+            raise ValueError(f"bag store {self.path}: slide id {slide!r} starts with '.', which is reserved for "
+                             "the store's temporary folders")  # fmt: skip
+        return self.bags_dir / slide
+
+    @staticmethod
+    def _is_temporary(name: str) -> bool:
+        """``.tmp-<slide>-<pid>`` / ``.old-<slide>-<pid>``: the only hidden names the store creates."""
+        head, _, pid = name.rpartition("-")
+        return name.startswith((".tmp-", ".old-")) and len(head) > 5 and pid.isdigit()
+
     def clean(self) -> list[str]:
-        """Remove leftovers of killed writes (``bags/.tmp-*``); returns their names."""
+        """Remove leftovers of killed writes (``bags/.tmp-<slide>-<pid>``, ``bags/.old-<slide>-<pid>``);
+        returns their names. Nothing else is touched. Call it only while no other process writes bags
+        to this store (:func:`extract_features` holds the store's lock when it does)."""
         if not self.exists():
             return []
-        stale = [p for p in self.bags_dir.iterdir() if p.name.startswith(".tmp-")]
+        stale = [p for p in self.bags_dir.iterdir() if self._is_temporary(p.name) and p.is_dir() and not p.is_symlink()]
         for p in stale:
             shutil.rmtree(p, ignore_errors=True)
         return [p.name for p in stale]
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the store's writer lock (``.extract.lock``, ``fcntl.flock``); a second writer gets a
+        :class:`BagError` naming the store instead of racing the first. A no-op without ``fcntl``."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; one writer at a time is then up to the user
+            yield
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = self.path / ".extract.lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise BagError(f"bag store {self.path}: another extraction is writing to it ({lock} is locked); "
+                               "wait for it to finish or use another store") from None  # fmt: skip
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def slides(self) -> list[str]:
         """Slides with a complete bag, sorted."""
@@ -138,8 +183,18 @@ class BagStore:
     def __contains__(self, slide: object) -> bool:
         return isinstance(slide, str) and slide in self.slides()
 
+    @staticmethod
+    def _is_bag_folder(path: Path) -> bool:
+        """A real folder holding a Zarr group: what :meth:`write_bag` leaves (never a link or a file)."""
+        return path.is_dir() and not path.is_symlink() and ((path / "zarr.json").is_file() or (path / ".zgroup").is_file())
+
     def write_bag(self, slide: str, features: np.ndarray, coords: np.ndarray, label: int | None, **meta: Any) -> None:
-        """Write one bag atomically (temporary group, ``complete`` attribute, then rename)."""
+        """Write one bag atomically (temporary group, ``complete`` attribute, then rename).
+
+        An existing bag of the same slide is replaced; anything else at ``bags/<slide>`` (a file,
+        a link, a folder that is no Zarr group) is refused, never deleted.
+        """
+        final = self.bag_path(slide)
         features = np.asarray(features)
         if features.ndim != 2 or len(features) == 0:
             raise BagError(f"slide {slide}: features must be a non-empty [N, D] array, got shape {features.shape}")
@@ -148,9 +203,14 @@ class BagStore:
         if not np.isfinite(features).all():
             n_bad = int((~np.isfinite(features)).any(1).sum())
             raise BagError(f"slide {slide}: the encoder produced NaN/inf features for {n_bad} tiles")
-        final = self.bags_dir / slide
+        if (final.exists() or final.is_symlink()) and not self._is_bag_folder(final):
+            raise BagError(f"slide {slide}: {final} exists and is not a bag folder; the store does not delete it "
+                           "(move it away, or use another store)")  # fmt: skip
         tmp = self.bags_dir / f".tmp-{slide}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        old = self.bags_dir / f".old-{slide}-{os.getpid()}"
+        for leftover in (tmp, old):  # this process's own leftovers (a pid is reused only after a kill)
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover)
         try:
             g = _open_group(tmp, "w")
             _write_array(g, "features", features.astype(np.float16))
@@ -159,14 +219,20 @@ class BagStore:
                             "feature_dim": int(features.shape[1]), **meta})  # fmt: skip
             g.attrs["complete"] = True  # last: only a bag whose arrays are written is marked complete
             if final.exists():
-                shutil.rmtree(final)
+                os.replace(final, old)  # the old bag stays whole until the new one is in place
             os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if _is_storage_error(e):
+                raise named_write_error(e, final) from e
+            raise
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
     def read_bag(self, slide: str) -> Bag:
-        path = self.bags_dir / slide
+        path = self.bag_path(slide)
         if not path.is_dir():
             raise BagError(f"slide {slide}: no bag in {self.path}")
         g = _open_group(path, "r")
@@ -180,6 +246,12 @@ class BagStore:
         if not np.isfinite(feats).all():
             raise BagError(f"slide {slide}: {int((~np.isfinite(feats)).any(1).sum())} tiles have NaN/inf features in {self.path}")
         return Bag(torch.from_numpy(feats.astype(np.float32)), torch.from_numpy(coords), attrs.get("label"), slide, attrs)
+
+
+def _is_storage_error(e: OSError) -> bool:
+    import errno
+
+    return e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS)
 
 
 # -- feature extraction ----------------------------------------------------------------------------
@@ -251,10 +323,12 @@ def _embed(encoder: nn.Module, tiles: Tensor, vocab: ChannelVocab | None) -> Ten
 
 @dataclass
 class ExtractionReport:
-    """What :func:`extract_features` did: slides written and skipped, tiles, throughput."""
+    """What :func:`extract_features` did: slides written, skipped (already complete) and failed
+    (``{slide file: one-line reason}``, with ``on_error="skip"``), tiles, throughput."""
 
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
     n_tiles: int = 0
     seconds: float = 0.0
 
@@ -280,6 +354,7 @@ def extract_features(
     device: str | torch.device = "cpu",
     progress: bool = True,
     on_slide_done: Callable[[str], None] | None = None,
+    on_error: str = "raise",
 ) -> ExtractionReport:
     """Run an encoder over the tissue tiles of every slide and write one bag per slide.
 
@@ -303,7 +378,14 @@ def extract_features(
         device: where the encoder runs.
         progress: show a rich progress bar.
         on_slide_done: called with the slide name after its bag is complete.
+        on_error: what a slide that cannot be used does (unreadable, not pyramidal, no tissue, a
+            bad slide id, no label, NaN or wrong-width features): ``"raise"`` its error, or
+            ``"skip"`` it, record the reason in :attr:`ExtractionReport.failed` and go on with the
+            next slide (``chanformer wsi extract`` does this and exits 1 when any failed). Errors
+            that are not about one slide (encoder crash, disk full) are always raised.
     """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"extract_features(on_error={on_error!r}): expected 'raise' or 'skip'")
     store = store if isinstance(store, BagStore) else BagStore(store)
     module, name, cfg = _resolve_encoder(encoder, encoder_kwargs)
     module = module.to(device).eval()
@@ -311,6 +393,16 @@ def extract_features(
     if not paths:
         raise FileNotFoundError(f"extract_features(slides=...): no slide files in {[str(s) for s in slides]}")
     store.init(encoder=name, encoder_config=cfg, tile_size=tile_size, level=level)
+    with store.lock():
+        return _extract(paths, store, module, vocab, labels, tile_size, level, min_tissue, grids, batch_size,
+                        transform, device, progress, on_slide_done, on_error)  # fmt: skip
+
+
+def _extract(paths: list[Path], store: BagStore, module: nn.Module, vocab: ChannelVocab | None,
+             labels: Mapping[str, int] | None, tile_size: int, level: int, min_tissue: float,
+             grids: Mapping[str, TileGrid] | None, batch_size: int, transform: Callable[[Tensor], Tensor] | None,
+             device: str | torch.device, progress: bool, on_slide_done: Callable[[str], None] | None,
+             on_error: str) -> ExtractionReport:  # fmt: skip
     store.clean()
     done = set(store.slides())
     report = ExtractionReport()
@@ -325,39 +417,63 @@ def extract_features(
         slide_task = bar.add_task("slides", total=len(paths), completed=len(report.skipped))
         tile_task = bar.add_task("tiles", total=0)
         for path in todo:
-            with Slide(path) as slide:
-                grid = grids.get(slide.name) if grids else None
-                grid = grid or tile_slide(slide, tile_size, level, min_tissue=min_tissue)
-                label = None if labels is None else labels.get(slide.name)
-                if labels is not None and label is None:
-                    raise KeyError(f"slide {slide.name}: no label in the labels table")
-                bar.reset(tile_task, total=len(grid), description=f"tiles of {slide.name}")
-                t0 = time.perf_counter()
-                chunks = []
-                with torch.inference_mode():
-                    for start in range(0, len(grid), batch_size):
-                        coords = grid.coords[start : start + batch_size]
-                        tiles = slide.read_tiles(coords, grid.tile_size, grid.level)
-                        x = torch.from_numpy(tiles).to(device).permute(0, 3, 1, 2).float().div_(255)
-                        if transform is not None:
-                            x = transform(x)
-                        chunks.append(_embed(module, x, vocab).float().cpu().numpy())
-                        bar.advance(tile_task, len(coords))
-                feats = np.concatenate(chunks)
-                report.seconds += time.perf_counter() - t0
-                if feature_dim is not None and feats.shape[1] != feature_dim:
-                    raise BagError(f"slide {slide.name}: encoder gives {feats.shape[1]} features, the store holds {feature_dim}")
-                store.write_bag(slide.name, feats, grid.coords, label, path=str(path), tile_size=grid.tile_size,
-                                level=grid.level, downsample=grid.downsample)  # fmt: skip
-                if feature_dim is None:
-                    feature_dim = int(feats.shape[1])
-                    _open_group(store.path, "a").attrs["feature_dim"] = feature_dim
-                report.written.append(slide.name)
-                report.n_tiles += len(grid)
+            try:
+                name = slide_id(path)
+                n = _extract_slide(path, name, store, module, vocab, labels, tile_size, level, min_tissue, grids,
+                                   batch_size, transform, device, feature_dim, bar, tile_task, report)  # fmt: skip
+            except (ValueError, KeyError, FileNotFoundError) as e:  # SlideReadError and BagError are ValueErrors
+                if on_error == "raise":
+                    raise
+                message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+                report.failed[str(path)] = message.strip().splitlines()[0] if message.strip() else type(e).__name__
                 bar.advance(slide_task)
+                continue
+            feature_dim = n
+            report.written.append(name)
+            bar.advance(slide_task)
             if on_slide_done is not None:
-                on_slide_done(slide.name)
+                on_slide_done(name)
     return report
+
+
+def _extract_slide(path: Path, name: str, store: BagStore, module: nn.Module, vocab: ChannelVocab | None,
+                   labels: Mapping[str, int] | None, tile_size: int, level: int, min_tissue: float,
+                   grids: Mapping[str, TileGrid] | None, batch_size: int,
+                   transform: Callable[[Tensor], Tensor] | None, device: str | torch.device, feature_dim: int | None,
+                   bar: Any, tile_task: Any, report: ExtractionReport) -> int:  # fmt: skip
+    """Embed one slide's tiles and write its bag; returns the feature width."""
+    label = None if labels is None else labels.get(name)
+    if labels is not None and label is None:
+        raise KeyError(f"slide {name}: no label in the labels table")
+    with Slide(path) as slide:
+        grid = grids.get(name) if grids else None
+        grid = grid or tile_slide(slide, tile_size, level, min_tissue=min_tissue)
+        bar.reset(tile_task, total=len(grid), description=f"tiles of {name}")
+        t0 = time.perf_counter()
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(grid), batch_size):
+                coords = grid.coords[start : start + batch_size]
+                tiles = slide.read_tiles(coords, grid.tile_size, grid.level)
+                x = torch.from_numpy(tiles).to(device).permute(0, 3, 1, 2).float().div_(255)
+                if transform is not None:
+                    x = transform(x)
+                chunks.append(_embed(module, x, vocab).float().cpu().numpy())
+                bar.advance(tile_task, len(coords))
+        feats = np.concatenate(chunks)
+        report.seconds += time.perf_counter() - t0
+    if feature_dim is not None and feats.shape[1] != feature_dim:
+        raise BagError(f"slide {name}: encoder gives {feats.shape[1]} features, the store holds {feature_dim}")
+    if not np.isfinite(feats).all():
+        n_bad = int((~np.isfinite(feats)).any(1).sum())
+        raise BagError(f"slide {name}: the encoder produced NaN/inf features for {n_bad} tiles")
+    if feature_dim is None:
+        # Recorded before the first bag, so a kill between the two cannot leave a bag without it.
+        _open_group(store.path, "a").attrs["feature_dim"] = int(feats.shape[1])
+    store.write_bag(name, feats, grid.coords, label, path=str(path), tile_size=grid.tile_size,
+                    level=grid.level, downsample=grid.downsample)  # fmt: skip
+    report.n_tiles += len(grid)
+    return int(feats.shape[1])
 
 
 # -- datasets -------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 from chanformer.batch import ChannelSample
 from chanformer.channels import Channel, ChannelVocab
 from chanformer.datasets.datamodule import ChannelDataModule
+from chanformer.io import safe_id
 from chanformer.spec import DataSpec
 
 __all__ = [
@@ -274,6 +275,8 @@ class SpeakerFolderDataset(Dataset[ChannelSample]):
         if not self.root.is_dir():
             raise FileNotFoundError(f"speaker folder not found: {self.root}")
         self.speakers = list(speakers) if speakers is not None else sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        for spk in self.speakers:  # names become folders under root: no '..', separators, ...
+            safe_id(spk, f"SpeakerFolderDataset({self.root}): speaker")
         if not self.speakers:
             raise ValueError(f"no speaker sub-folders in {self.root} (expected <speaker>/<utterance>.wav)")
         rng = np.random.default_rng(seed)
@@ -477,7 +480,7 @@ def generate_espeak_corpus(root: str | Path, voices: Sequence[str], n_utterances
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
         for v in voices:
-            out_dir = root / v.replace("+", "_")
+            out_dir = root / safe_id(v.replace("+", "_"), f"generate_espeak_corpus({root}): voice")
             out_dir.mkdir(parents=True, exist_ok=True)
             for i in range(n_utterances):
                 text = SENTENCES[(i + int(rng.integers(len(SENTENCES)))) % len(SENTENCES)]

@@ -20,6 +20,9 @@ def uea_path(name: str, split: str = "train", root: PathLike | None = None) -> P
 
     Never downloads; raises ``FileNotFoundError`` listing every path searched.
     """
+    from chanformer.io import safe_id
+
+    safe_id(name, "UEA/UCR dataset name")  # it becomes part of the paths searched
     split_u = split.upper()
     if split_u not in ("TRAIN", "TEST"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
