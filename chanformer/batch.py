@@ -307,12 +307,12 @@ class ChannelBatch(PaddedSet):
         """
         if len(samples) == 0:
             raise ValueError("collate() got an empty list of samples")
-        spatial = samples[0].values.shape[1:]
+        spatial: tuple[int, ...] = tuple(samples[0].values.shape[1:])
         durations = [int(s.values.shape[-1]) for s in samples]
         if pad_time:
             spatial = (*spatial[:-1], max(durations))
         for i, s in enumerate(samples):
-            shape = s.values.shape[1:-1] if pad_time else s.values.shape[1:]
+            shape = tuple(s.values.shape[1:-1] if pad_time else s.values.shape[1:])
             if shape != spatial[: len(shape)] or len(shape) != len(spatial) - int(pad_time):
                 raise ValueError(
                     f"collate(): sample {i} has trailing shape {tuple(s.values.shape[1:])}, sample 0 has "

@@ -9,8 +9,8 @@ from torch import Tensor, nn
 
 from chanformer.batch import ChannelBatch
 from chanformer.encoders import Encoder, create_encoder
-from chanformer.hub.pretrained import model_spec, register_model_kind
 from chanformer.nn import InstanceNorm
+from chanformer.registry import register_spec
 
 __all__ = ["ChannelForecaster"]
 
@@ -53,13 +53,13 @@ class ChannelForecaster(nn.Module):
     def pretrained_spec(self) -> dict[str, Any]:
         return {
             "kind": "forecaster",
-            "encoder": model_spec(self.encoder),
+            "encoder": self.encoder.pretrained_spec(),
             "horizon": self.horizon,
             "instance_norm": self.norm is not None,
         }
 
 
-@register_model_kind("forecaster")
+@register_spec("forecaster")
 def _build_forecaster(spec: dict[str, Any]) -> nn.Module:
     enc = spec["encoder"]
     encoder = create_encoder(enc["name"], **enc.get("kwargs", {}))

@@ -2,10 +2,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from chanformer.batch import BagBatch, EmptySampleError
 import torch.nn.functional as F
 
+from chanformer.batch import BagBatch, EmptySampleError
 from chanformer.hub import check_reference_fixture, load_fixture, load_pretrained, save_pretrained
 from chanformer.hub.converters import get_converter
 from chanformer.mil import ABMIL, ACMIL, acmil_loss, stkim_mask

@@ -1,46 +1,37 @@
-"""Encoder registry: one small builder per variant, ``create_encoder`` as the single entry."""
+"""Encoder variants in the core registry (:mod:`chanformer.registry`), ``create_encoder`` as the single entry."""
 
 from __future__ import annotations
 
-import fnmatch
 import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from chanformer.encoders.base import Encoder
+from chanformer.registry import lookup, names, register, register_spec
 from chanformer.spec import DataSpec
 
 __all__ = ["create_encoder", "encoder_class", "encoder_entrypoint", "list_encoders", "register_encoder"]
 
-_BUILDERS: dict[str, Callable[..., Encoder]] = {}
 F = TypeVar("F", bound=Callable[..., Encoder])
 
 
 def register_encoder(fn: F) -> F:
-    """Decorator: register ``fn`` (a builder returning an :class:`Encoder`) under its name."""
-    name = fn.__name__
-    if name in _BUILDERS:
-        raise ValueError(f"encoder {name!r} is registered twice")
-    _BUILDERS[name] = fn
+    """Decorator: register ``fn`` (a builder returning an :class:`Encoder`) under its name, family ``"encoder"``."""
+    register("model", fn.__name__, fn, "encoder")
     return fn
 
 
 def list_encoders(pattern: str = "*") -> list[str]:
     """Sorted names of registered encoders, optionally filtered by a glob ``pattern``."""
-    _import_all()
-    return sorted(n for n in _BUILDERS if fnmatch.fnmatch(n, pattern))
+    return names("model", pattern, family="encoder")
 
 
 def encoder_entrypoint(name: str) -> Callable[..., Encoder]:
-    _import_all()
+    """The builder registered as encoder ``name``."""
     try:
-        return _BUILDERS[name]
-    except KeyError:
-        close = fnmatch.filter(_BUILDERS, f"*{name.split('_')[0]}*")
-        hint = f"; did you mean one of {close}?" if close else ""
-        raise ValueError(
-            f"unknown encoder name {name!r}{hint} (`chanformer encoders` lists all {len(_BUILDERS)})"
-        ) from None
+        return lookup("model", name, family="encoder")  # type: ignore[no-any-return]
+    except ValueError as e:
+        raise ValueError(f"{e} (`chanformer encoders` lists them)") from None
 
 
 def encoder_class(name: str) -> type[Encoder]:
@@ -71,6 +62,7 @@ def create_encoder(name: str, data_spec: DataSpec | None = None, **overrides: An
     return model
 
 
-def _import_all() -> None:
-    # Importing the package registers every encoder module's builders.
-    import chanformer.encoders  # noqa: F401
+@register_spec("encoder")
+def _build_encoder(spec: dict[str, Any]) -> Encoder:
+    """Rebuild a saved encoder from its spec ``{"kind": "encoder", "name", "kwargs"}``."""
+    return create_encoder(spec["name"], **spec.get("kwargs", {}))

@@ -54,7 +54,7 @@ class Encoder(nn.Module, metaclass=abc.ABCMeta):
         super().__init_subclass__(**kwargs)
         impl = cls.__dict__.get("forward_features")
         if impl is not None and not getattr(impl, "_checks_batch", False):
-            cls.forward_features = _checked(impl)  # type: ignore[method-assign]
+            cls.forward_features = _checked(impl)  # type: ignore[method-assign,assignment]
 
     @abc.abstractmethod
     def forward_features(self, batch: ChannelBatch) -> Tensor:
@@ -68,6 +68,15 @@ class Encoder(nn.Module, metaclass=abc.ABCMeta):
         """Embed a batch: ``[B, C, *S] -> [B, D]``; padded channels (``mask=False``) never count."""
         batch = self.check_batch(batch)
         return self.pool(self.forward_features(batch), batch)
+
+    def pretrained_spec(self) -> dict[str, Any]:
+        """JSON-able spec from which :func:`chanformer.hub.load_pretrained` rebuilds this encoder."""
+        if self.encoder_name is None:
+            raise TypeError(
+                f"{type(self).__name__} was not built with create_encoder(), so it cannot be saved by name; "
+                "build it with chanformer.create_encoder(name, ...)"
+            )
+        return {"kind": "encoder", "name": self.encoder_name, "kwargs": getattr(self, "encoder_kwargs", {})}
 
     # -- the channel contract -------------------------------------------------------------------
     def channel_table(self) -> nn.Embedding | None:

@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from chanformer.batch import ChannelBatch
-from chanformer.hub.pretrained import register_model_kind
 from chanformer.nn.mamba import BidirectionalMamba
+from chanformer.registry import register_model, register_spec
 from chanformer.transforms.audio import mag_phase_istft, mag_phase_stft
 
 __all__ = ["MambAttention", "mambattention", "mambattention_test"]
@@ -358,16 +358,18 @@ class MambAttention(nn.Module):
         return {"kind": "mambattention", "kwargs": dict(self.config)}
 
 
-@register_model_kind("mambattention")
+@register_spec("mambattention")
 def _build_mambattention(spec: dict[str, Any]) -> nn.Module:
     return MambAttention(**spec.get("kwargs", {}))
 
 
+@register_model("enhancement")
 def mambattention(**kw: Any) -> MambAttention:
     """The published configuration (VoiceBank-DEMAND-Ex): 64 channels, 4 blocks, d_state 16, expand 4."""
     return MambAttention(**({"hid_feature": 64, "num_tfmamba": 4, "d_state": 16, "expand": 4} | kw))
 
 
+@register_model("enhancement")
 def mambattention_test(**kw: Any) -> MambAttention:
     """Tiny MambAttention for tests: 16 channels, 1 block, d_state 4, n_fft 64 (33 bins)."""
     cfg: dict[str, Any] = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from torch import nn
 
 from chanformer.channels import ChannelVocab
 from chanformer.io import atomic_directory
+from chanformer.registry import lookup, names, register_spec
 
 __all__ = [
     "FORMAT_VERSION",
@@ -30,54 +30,31 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-_KINDS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
 
-
-def register_model_kind(kind: str) -> Callable[[Callable[[dict[str, Any]], nn.Module]], Callable[..., nn.Module]]:
-    """Decorator registering ``fn(spec) -> module`` for pretrained specs of ``kind``."""
-
-    def deco(fn: Callable[[dict[str, Any]], nn.Module]) -> Callable[..., nn.Module]:
-        _KINDS[kind] = fn
-        return fn
-
-    return deco
+#: Decorator registering ``fn(spec) -> module`` for pretrained specs of a kind
+#: (an alias of :func:`chanformer.registry.register_spec`; models import it from the core).
+register_model_kind = register_spec
 
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
-    """JSON-able description from which :func:`build_from_spec` rebuilds ``model``."""
+    """JSON-able description from which :func:`build_from_spec` rebuilds ``model``
+    (its ``pretrained_spec()``; encoders built with ``create_encoder`` have one)."""
     spec_fn = getattr(model, "pretrained_spec", None)
-    if callable(spec_fn):
-        return dict(spec_fn())
-    name = getattr(model, "encoder_name", None)
-    if name is None:
+    if not callable(spec_fn):
         raise TypeError(
-            f"save_pretrained(model=...): {type(model).__name__} was not built with create_encoder() and "
-            "has no pretrained_spec(); build it with chanformer.create_encoder(name, ...)"
+            f"save_pretrained(model=...): {type(model).__name__} has no pretrained_spec(); build encoders with "
+            "chanformer.create_encoder(name, ...)"
         )
-    return {"kind": "encoder", "name": name, "kwargs": getattr(model, "encoder_kwargs", {})}
-
-
-# Modules whose import registers model kinds; imported before a spec is resolved so that a
-# fresh process can load any saved model without the caller importing its family first.
-_KIND_MODULES = ("chanformer.encoders", "chanformer.forecasting", "chanformer.mil", "chanformer.nn.gaam")
+    return dict(spec_fn())
 
 
 def build_from_spec(spec: dict[str, Any]) -> nn.Module:
-    import importlib
-
-    for mod in _KIND_MODULES:
-        importlib.import_module(mod)
+    """Rebuild a model from its JSON spec through the registry's ``spec`` table."""
     kind = spec.get("kind")
-    if kind not in _KINDS:
-        raise ValueError(f"unknown pretrained model kind {kind!r}; known kinds: {sorted(_KINDS)}")
-    return _KINDS[kind](spec)
-
-
-@register_model_kind("encoder")
-def _build_encoder(spec: dict[str, Any]) -> nn.Module:
-    from chanformer.encoders import create_encoder
-
-    return create_encoder(spec["name"], **spec.get("kwargs", {}))
+    known = names("spec")
+    if kind not in known:
+        raise ValueError(f"unknown pretrained model kind {kind!r}; known kinds: {known}")
+    return lookup("spec", str(kind))(spec)  # type: ignore[no-any-return]
 
 
 def save_pretrained(

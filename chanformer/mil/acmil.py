@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from chanformer.hub.pretrained import register_model_kind
 from chanformer.mil.base import MILHead
+from chanformer.registry import register_model, register_spec
 
 __all__ = ["ABMIL", "ACMIL", "ABMILOutput", "ACMILOutput", "GatedAttention", "acmil_loss", "stkim_mask"]
 
@@ -362,11 +362,23 @@ def acmil_loss(
     return loss
 
 
-@register_model_kind("acmil")
+@register_model("mil")
+def acmil(**kwargs: Any) -> ACMIL:
+    """ACMIL with the paper's defaults (5 branches, top-10 masking, 0.6 drop)."""
+    return ACMIL(**kwargs)
+
+
+@register_model("mil")
+def abmil(**kwargs: Any) -> ABMIL:
+    """Gated-attention ABMIL."""
+    return ABMIL(**kwargs)
+
+
+@register_spec("acmil")
 def _build_acmil(spec: dict[str, Any]) -> nn.Module:
     return ACMIL(**spec["kwargs"])
 
 
-@register_model_kind("abmil")
+@register_spec("abmil")
 def _build_abmil(spec: dict[str, Any]) -> nn.Module:
     return ABMIL(**spec["kwargs"])

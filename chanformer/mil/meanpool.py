@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from chanformer.hub.pretrained import register_model_kind
 from chanformer.mil.acmil import _check_bags, _positive_int
 from chanformer.mil.base import MILHead
+from chanformer.registry import register_model, register_spec
 
 __all__ = ["MeanPoolMIL", "MeanPoolOutput"]
 
@@ -55,6 +55,12 @@ class MeanPoolMIL(MILHead):
         return MeanPoolOutput(self.classifier(self.dropout(pooled)), attn)
 
 
-@register_model_kind("meanpool_mil")
+@register_model("mil", name="mean")
+def meanpool_mil(**kwargs: Any) -> MeanPoolMIL:
+    """The bag-mean baseline (registered as ``"mean"``)."""
+    return MeanPoolMIL(**kwargs)
+
+
+@register_spec("meanpool_mil")
 def _build_meanpool(spec: dict[str, Any]) -> nn.Module:
     return MeanPoolMIL(**spec["kwargs"])

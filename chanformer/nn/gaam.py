@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from chanformer.hub.pretrained import register_model_kind
+from chanformer.registry import register_spec
 
 __all__ = ["GaussianBlock", "MultiHeadGaussianAdaptiveAttention", "expand_mask"]
 
@@ -357,11 +357,11 @@ class GaussianBlock(nn.Module):
         return (x, weights) if return_attention else x
 
 
-@register_model_kind("gaam")
+@register_spec("gaam")
 def _build_gaam(spec: dict[str, Any]) -> nn.Module:
     return MultiHeadGaussianAdaptiveAttention(**spec["kwargs"])
 
 
-@register_model_kind("gaussian_block")
+@register_spec("gaussian_block")
 def _build_gaussian_block(spec: dict[str, Any]) -> nn.Module:
     return GaussianBlock(**spec["kwargs"])

@@ -22,8 +22,9 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 
 from chanformer.batch import ChannelBatch
-from chanformer.encoders.mambattention import MambAttention, mambattention, mambattention_test
+from chanformer.encoders.mambattention import MambAttention
 from chanformer.hub import load_pretrained, save_pretrained
+from chanformer.registry import create_model, list_models
 from chanformer.spec import DataSpec
 from chanformer.tasks.base import ChannelTask, OptimizerCallable, SchedulerCallable, _default_optimizer
 
@@ -150,11 +151,10 @@ class EnhancementTask(ChannelTask):
     ) -> None:
         L.LightningModule.__init__(self)  # no encoder: MambAttention is a waveform-to-waveform model
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "data_spec", "export_dir"])
-        builders = {"mambattention": mambattention, "mambattention_test": mambattention_test}
-        if model not in builders:
-            raise ValueError(f"EnhancementTask(model={model!r}): use one of {sorted(builders)}")
+        if model not in list_models("enhancement"):
+            raise ValueError(f"EnhancementTask(model={model!r}): use one of {list_models('enhancement')}")
         self.data_spec = data_spec or DataSpec()
-        self.model: MambAttention = builders[model](**(model_kwargs or {}))
+        self.model: MambAttention = create_model(model, **(model_kwargs or {}))
         if pretrained is not None:
             src = load_pretrained(pretrained)
             if not isinstance(src, MambAttention):

@@ -11,13 +11,12 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
-from chanformer.mil import ABMIL, ACMIL, MeanPoolMIL, acmil_loss
+from chanformer.mil import MILHead, acmil_loss
+from chanformer.registry import create_model, list_models
 from chanformer.spec import DataSpec
 from chanformer.tasks.base import ChannelTask, OptimizerCallable, SchedulerCallable, _default_optimizer
 
 __all__ = ["MILTask"]
-
-_MODELS = {"acmil": ACMIL, "abmil": ABMIL, "mean": MeanPoolMIL}
 
 
 class MILTask(ChannelTask):
@@ -57,8 +56,8 @@ class MILTask(ChannelTask):
         export_dir: str | None = None,
     ) -> None:
         L.LightningModule.__init__(self)  # no encoder: ChannelTask.__init__ would build one
-        if model not in _MODELS:
-            raise ValueError(f"MILTask(model={model!r}): expected one of {sorted(_MODELS)}")
+        if model not in list_models("mil"):
+            raise ValueError(f"MILTask(model={model!r}): expected one of {list_models('mil')}")
         self.data_spec = data_spec or DataSpec()
         in_dim = in_dim or self.data_spec.feature_dim
         num_classes = num_classes or self.data_spec.num_classes
@@ -71,7 +70,7 @@ class MILTask(ChannelTask):
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "data_spec", "export_dir"])
         self.hparams.update(in_dim=int(in_dim), num_classes=int(num_classes))  # resolved, so checkpoints rebuild alone
         self.model_name, self.num_classes, self.diversity_weight = model, int(num_classes), diversity_weight
-        self.model: nn.Module = _MODELS[model](in_dim=int(in_dim), n_classes=int(num_classes), **(model_kwargs or {}))
+        self.model: MILHead = create_model(model, in_dim=int(in_dim), n_classes=int(num_classes), **(model_kwargs or {}))
         weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weights", weights, persistent=False)
         self.optimizer_factory, self.scheduler_factory, self.export_dir = optimizer, lr_scheduler, export_dir

@@ -13,9 +13,10 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from chanformer.registry import lookup, names, register
+
 __all__ = ["Converter", "find_converter", "get_converter", "list_converters", "register_converter"]
 
-_CONVERTERS: dict[str, Converter] = {}
 
 
 class Converter(abc.ABC):
@@ -54,42 +55,28 @@ class Converter(abc.ABC):
 
 
 def register_converter(cls: type[Converter]) -> type[Converter]:
-    """Class decorator: register one instance of a :class:`Converter` subclass."""
+    """Class decorator: register one instance of a :class:`Converter` subclass in the core registry."""
     inst = cls()
-    if inst.name in _CONVERTERS:
-        raise ValueError(f"converter {inst.name!r} registered twice")
-    _CONVERTERS[inst.name] = inst
+    register("converter", inst.name, inst)
     return cls
 
 
-def _import_all() -> None:
-    from chanformer.hub.converters import (
-        _extra,  # noqa: F401
-        softs,  # noqa: F401
-    )
-
-
 def list_converters() -> list[str]:
-    _import_all()
-    return sorted(_CONVERTERS)
+    return names("converter")
 
 
 def get_converter(name: str) -> Converter:
-    _import_all()
-    try:
-        return _CONVERTERS[name]
-    except KeyError:
-        raise ValueError(f"unknown converter {name!r}; known: {sorted(_CONVERTERS)}") from None
+    return lookup("converter", name)  # type: ignore[no-any-return]
 
 
 def find_converter(fixture: Mapping[str, Any]) -> Converter:
     """The converter whose repository and class match a fixture.json's ``reference_*`` fields."""
-    _import_all()
     repo = fixture.get("reference_repo", "")
     cls = str(fixture.get("reference_class", "")).split(" ")[0]
-    for conv in _CONVERTERS.values():
+    for name in names("converter"):
+        conv: Converter = lookup("converter", name)
         if conv.repo.lower() == str(repo).lower() and conv.reference_class == cls:
             return conv
     raise ValueError(
-        f"no converter for {repo} {cls} (model {fixture.get('model')!r}); converters: {sorted(_CONVERTERS)}"
+        f"no converter for {repo} {cls} (model {fixture.get('model')!r}); converters: {names('converter')}"
     )
