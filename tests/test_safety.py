@@ -336,6 +336,12 @@ def test_last_ckpt_holds_the_latest_epoch(how: str, tmp_path: Path) -> None:
     best = load_checkpoint_file(cb.best_model_path)
     assert best["epoch"] == (1 if how == "val-every-2" else 0)  # the metric never improved after its first value
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    # resuming from it runs exactly the one remaining epoch (2 batches per epoch)
+    again = L.Trainer(max_epochs=4, callbacks=[ModelCheckpoint(**kw)], plugins=[AtomicCheckpointIO()], logger=False,
+                      enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                      check_val_every_n_epoch=2 if how == "val-every-2" else 1)  # fmt: skip
+    again.fit(_WorseEveryEpoch.make(), _loader(), _loader(), ckpt_path=last)
+    assert again.global_step == 8 and load_checkpoint_file(last)["epoch"] == 3
 
 
 def test_recipes_use_the_every_epoch_checkpoint() -> None:
