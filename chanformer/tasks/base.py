@@ -9,7 +9,7 @@ import random
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import numpy as np
@@ -53,9 +53,12 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
             (default: ``<log_dir>/pretrained``).
     """
 
+    #: Whether every batch must carry a ``target`` (False for self-supervised tasks).
+    requires_target: ClassVar[bool] = True
+
     def __init__(
         self,
-        encoder: str = "softs_small",
+        encoder: str | None = "softs_small",
         encoder_kwargs: dict[str, Any] | None = None,
         data_spec: DataSpec | None = None,
         pretrained: str | None = None,
@@ -73,22 +76,35 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
             ignore=["optimizer", "lr_scheduler", "data_spec", "export_dir", "horizon", "strict_channels"]
         )
         self.data_spec = data_spec or DataSpec()
-        self.encoder: Encoder = create_encoder(encoder, data_spec=data_spec, **(encoder_kwargs or {}))
-        if pretrained is not None:
-            self._load_pretrained_encoder(pretrained)
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.export_dir = export_dir
-        self.configure_head()
+        self.configure_models()
+        if pretrained is not None:
+            self.load_pretrained_weights(pretrained)
+        self.configure_losses()
         metrics = self.configure_metrics()
         # One collection per stage (attributes, since ModuleDict cannot hold a key named "train").
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
 
-    # -- hooks for subclasses -----------------------------------------------------------------
+    # -- hooks for subclasses (as torchgeo's trainers: models, losses, metrics) ----------------
+    def configure_models(self) -> None:
+        """Build the trainable modules. Default: the registered encoder named by ``encoder``
+        (data-dependent arguments filled from ``data_spec``), then :meth:`configure_head`.
+        Tasks without an encoder (MIL heads, speech enhancement) override this."""
+        name = self.hparams.get("encoder")
+        if name is None:
+            raise ValueError(f"{type(self).__name__}(encoder=None): this task needs a registered encoder name")
+        self.encoder: Encoder = create_encoder(name, data_spec=self.data_spec, **(self.hparams.get("encoder_kwargs") or {}))
+        self.configure_head()
+
     def configure_head(self) -> None:
         """Create the task head(s) from ``self.encoder.embed_dim`` and ``self.data_spec``."""
+
+    def configure_losses(self) -> None:
+        """Create loss modules or weights (called after the models and any pretrained weights)."""
 
     @abc.abstractmethod
     def configure_metrics(self) -> MetricCollection:
@@ -107,7 +123,7 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
         return self.data_spec.vocab
 
     def shared_step(self, batch: ChannelBatch, stage: str) -> Tensor:
-        if batch.target is None:
+        if self.requires_target and batch.target is None:
             raise ValueError(f"{type(self).__name__}: the {stage} batch has no target")
         batch.check_finite(self.vocab if len(self.vocab) else None)
         loss, preds, target = self.compute(batch)
@@ -136,7 +152,9 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "epoch"}}
 
     # -- pretrained export / import -------------------------------------------------------------
-    def _load_pretrained_encoder(self, path: str) -> None:
+    def load_pretrained_weights(self, path: str) -> None:
+        """Initialise the encoder from a ``save_pretrained`` folder, re-indexed onto the data's
+        vocabulary; shapes and keys must match (a named error lists what differs)."""
         vocab = self.vocab if len(self.vocab) else None
         src = load_pretrained(path, vocab=vocab, strict=self.strict_channels)
         if not isinstance(src, Encoder):

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -149,32 +148,39 @@ class EnhancementTask(ChannelTask):
         lr_scheduler: SchedulerCallable | None = None,
         export_dir: str | None = None,
     ) -> None:
-        L.LightningModule.__init__(self)  # no encoder: MambAttention is a waveform-to-waveform model
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "data_spec", "export_dir"])
-        if model not in list_models("enhancement"):
-            raise ValueError(f"EnhancementTask(model={model!r}): use one of {list_models('enhancement')}")
-        self.data_spec = data_spec or DataSpec()
-        self.model: MambAttention = create_model(model, **(model_kwargs or {}))
-        if pretrained is not None:
-            src = load_pretrained(pretrained)
-            if not isinstance(src, MambAttention):
-                raise TypeError(f"pretrained={pretrained!r} holds a {type(src).__name__}, not a MambAttention")
-            self.model.load_state_dict(src.state_dict())
-        sr = self.data_spec.sfreq
-        if sr is not None and int(sr) != self.model.config["sampling_rate"]:
-            raise ValueError(f"data sample rate {sr} Hz differs from the model's {self.model.config['sampling_rate']} Hz")
         unknown = set(loss_weights or {}) - set(DEFAULT_LOSS_WEIGHTS)
         if unknown:
             known = sorted(DEFAULT_LOSS_WEIGHTS)
             raise ValueError(f"EnhancementTask(loss_weights=...): unknown losses {sorted(unknown)}; known {known}")
+        self.model_name = model
         self.loss_weights = DEFAULT_LOSS_WEIGHTS | (loss_weights or {})
         self.val_pesq, self.val_estoi = val_pesq, val_estoi
-        self.optimizer_factory, self.scheduler_factory, self.export_dir = optimizer, lr_scheduler, export_dir
         self._rows: dict[str, list[dict[str, float]]] = {"val": [], "test": []}
         self.last_metrics: dict[str, dict[str, float]] = {}
+        super().__init__(encoder=None, data_spec=data_spec, pretrained=pretrained, optimizer=optimizer,
+                         lr_scheduler=lr_scheduler, export_dir=export_dir)  # fmt: skip
+
+    def configure_models(self) -> None:
+        """MambAttention from the registry's ``enhancement`` family; its sample rate must match the data's."""
+        if self.model_name not in list_models("enhancement"):
+            raise ValueError(f"EnhancementTask(model={self.model_name!r}): use one of {list_models('enhancement')}")
+        self.model: MambAttention = create_model(self.model_name, **(self.hparams.get("model_kwargs") or {}))
+        sr = self.data_spec.sfreq
+        if sr is not None and int(sr) != self.model.config["sampling_rate"]:
+            raise ValueError(f"data sample rate {sr} Hz differs from the model's {self.model.config['sampling_rate']} Hz")
+
+    def load_pretrained_weights(self, path: str) -> None:
+        """Initialise from a ``save_pretrained`` folder of a MambAttention."""
+        src = load_pretrained(path)
+        if not isinstance(src, MambAttention):
+            raise TypeError(f"pretrained={path!r} holds a {type(src).__name__}, not a MambAttention")
+        self.model.load_state_dict(src.state_dict())
 
     def configure_metrics(self) -> MetricCollection:
-        return MetricCollection({})
+        return MetricCollection({})  # SI-SDR/PESQ/ESTOI are computed over whole sets at epoch end
+
+    def update_metrics(self, metrics: MetricCollection, preds: Tensor, target: Tensor, batch: ChannelBatch) -> None:
+        pass
 
     def compute(self, batch: ChannelBatch) -> tuple[Tensor, Tensor, Tensor]:
         noisy, clean = self._pair(batch)
@@ -197,14 +203,6 @@ class EnhancementTask(ChannelTask):
     def forward(self, batch: ChannelBatch) -> Tensor:
         """Enhanced waveforms ``[B, C, L]`` of a noisy waveform batch (see :meth:`MambAttention.forward`)."""
         return self.model(batch)
-
-    def training_step(self, batch: ChannelBatch, batch_idx: int) -> Tensor:
-        batch.check_finite(self.vocab if len(self.vocab) else None)
-        loss, _, _ = self.compute(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"train loss is {loss.item()} at step {self.global_step}")
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch.batch_size)
-        return loss
 
     def _eval_step(self, batch: ChannelBatch, stage: str) -> None:
         noisy, clean = self._pair(batch)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
+from chanformer.hub import load_pretrained
 from chanformer.mil import MILHead, acmil_loss
 from chanformer.registry import create_model, list_models
 from chanformer.spec import DataSpec
@@ -39,6 +39,7 @@ class MILTask(ChannelTask):
         num_classes: default: ``data_spec.num_classes``.
         class_weights: cross-entropy weight per class.
         diversity_weight: ACMIL attention-diversity weight.
+        pretrained: a ``save_pretrained`` folder of the same MIL head to start from.
         data_spec / optimizer / lr_scheduler / export_dir: see :class:`ChannelTask`.
     """
 
@@ -51,33 +52,40 @@ class MILTask(ChannelTask):
         class_weights: list[float] | None = None,
         diversity_weight: float = 1.0,
         data_spec: DataSpec | None = None,
+        pretrained: str | None = None,
         optimizer: OptimizerCallable = _default_optimizer,
         lr_scheduler: SchedulerCallable | None = None,
         export_dir: str | None = None,
     ) -> None:
-        L.LightningModule.__init__(self)  # no encoder: ChannelTask.__init__ would build one
-        if model not in list_models("mil"):
-            raise ValueError(f"MILTask(model={model!r}): expected one of {list_models('mil')}")
-        self.data_spec = data_spec or DataSpec()
-        in_dim = in_dim or self.data_spec.feature_dim
-        num_classes = num_classes or self.data_spec.num_classes
+        if class_weights is not None and num_classes is not None and len(class_weights) != num_classes:
+            raise ValueError(f"MILTask(class_weights={class_weights}): needs {num_classes} values, one per class")
+        self.model_name, self.diversity_weight = model, diversity_weight
+        self._sizes = (in_dim, num_classes)
+        super().__init__(encoder=None, data_spec=data_spec, pretrained=pretrained, optimizer=optimizer,
+                         lr_scheduler=lr_scheduler, export_dir=export_dir)  # fmt: skip
+
+    def configure_models(self) -> None:
+        """The MIL head, from the registry's ``mil`` family; sizes from the arguments or ``data_spec``."""
+        if self.model_name not in list_models("mil"):
+            raise ValueError(f"MILTask(model={self.model_name!r}): expected one of {list_models('mil')}")
+        in_dim = self._sizes[0] or self.data_spec.feature_dim
+        num_classes = self._sizes[1] or self.data_spec.num_classes
         if not in_dim:
             raise ValueError("MILTask needs in_dim (set in_dim= or link data.spec from a BagDataModule)")
         if not num_classes or num_classes < 2:
             raise ValueError("MILTask needs num_classes >= 2 (set num_classes= or link data.spec)")
+        class_weights = self.hparams.get("class_weights")
         if class_weights is not None and len(class_weights) != num_classes:
             raise ValueError(f"MILTask(class_weights={class_weights}): needs {num_classes} values, one per class")
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "data_spec", "export_dir"])
         self.hparams.update(in_dim=int(in_dim), num_classes=int(num_classes))  # resolved, so checkpoints rebuild alone
-        self.model_name, self.num_classes, self.diversity_weight = model, int(num_classes), diversity_weight
-        self.model: MILHead = create_model(model, in_dim=int(in_dim), n_classes=int(num_classes), **(model_kwargs or {}))
-        weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
-        self.register_buffer("class_weights", weights, persistent=False)
-        self.optimizer_factory, self.scheduler_factory, self.export_dir = optimizer, lr_scheduler, export_dir
-        metrics = self.configure_metrics()
-        self.train_metrics = metrics.clone(prefix="train/")
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
+        self.num_classes = int(num_classes)
+        kwargs = self.hparams.get("model_kwargs") or {}
+        self.model: MILHead = create_model(self.model_name, in_dim=int(in_dim), n_classes=self.num_classes, **kwargs)
+
+    def configure_losses(self) -> None:
+        weights = self.hparams.get("class_weights")
+        tensor = None if weights is None else torch.tensor(weights, dtype=torch.float32)
+        self.register_buffer("class_weights", tensor, persistent=False)
 
     def configure_metrics(self) -> MetricCollection:
         n = self.num_classes
@@ -119,6 +127,10 @@ class MILTask(ChannelTask):
         out = self(batch)
         return {"slides": batch.slides, "probs": torch.softmax(self.slide_logits(out), -1), "attention": out[-1]}
 
-    def _load_pretrained_encoder(self, path: str) -> None:  # pragma: no cover - there is no encoder
-        raise TypeError("MILTask has no encoder to initialise")
+    def load_pretrained_weights(self, path: str) -> None:
+        """Initialise the MIL head from a ``save_pretrained`` folder of the same head kind and sizes."""
+        src = load_pretrained(path)
+        if type(src) is not type(self.model):
+            raise TypeError(f"pretrained={path!r} holds a {type(src).__name__}, not a {type(self.model).__name__}")
+        self.model.load_state_dict(src.state_dict())
 

@@ -56,6 +56,8 @@ class MaskedChannelPretrainTask(ChannelTask):
     Batches need no target. Logged: ``{stage}/loss`` and ``{stage}/recon_mse``.
     """
 
+    requires_target = False
+
     def __init__(
         self, *args: Any, channel_mask_ratio: float = 0.5, patch_mask_ratio: float = 0.25, channel_drop: float = 0.0,
         decoder_dim: int = 128, norm_pix_loss: bool = False, **kwargs: Any,
@@ -161,16 +163,6 @@ class MaskedChannelPretrainTask(ChannelTask):
         wts = where.to(err.dtype)
         loss = (err * wts).sum() / wts.sum().clamp_min(1.0)
         return loss, loss.detach(), loss.detach()
-
-    def shared_step(self, batch: ChannelBatch, stage: str) -> Tensor:
-        loss, preds, target = self.compute(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{stage} loss is {loss.item()} at step {self.global_step}")
-        metrics: MetricCollection = getattr(self, f"{stage}_metrics")
-        self.update_metrics(metrics, preds, target, batch)
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=batch.batch_size)
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch.batch_size)
-        return loss
 
     def predict_step(self, batch: ChannelBatch, batch_idx: int) -> Tensor:
         return self(batch)

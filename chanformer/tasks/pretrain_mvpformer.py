@@ -64,6 +64,8 @@ class NextSegmentPretrainTask(ChannelTask):
 
     """
 
+    requires_target = False
+
     def __init__(self, *args: Any, num_negatives: int = 30, temperature: float = 0.1, max_anchors: int = 4096,
                  **kwargs: Any) -> None:
         self.num_negatives, self.temperature, self.max_anchors = num_negatives, temperature, max_anchors
@@ -95,16 +97,6 @@ class NextSegmentPretrainTask(ChannelTask):
             pred, target = pred[keep], target[keep]
         loss, logits = info_nce(pred, target, self.num_negatives, self.temperature)
         return loss, logits, torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
-
-    def shared_step(self, batch: ChannelBatch, stage: str) -> Tensor:
-        loss, preds, target = self.compute(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{stage} loss is {loss.item()} at step {self.global_step}")
-        metrics: MetricCollection = getattr(self, f"{stage}_metrics")
-        self.update_metrics(metrics, preds, target, batch)
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=batch.batch_size)
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=batch.batch_size)
-        return loss
 
     def forward(self, batch: ChannelBatch) -> Tensor:
         """Pooled encoder embedding ``[B, D]``."""
