@@ -272,13 +272,16 @@ class UEADataModule(ChannelDataModule):
 
 
 _BUILTIN = {"macrodata": load_macrodata, "uschange": load_uschange}
+#: Relative table paths not found from the working directory are tried from here (``../shared/data``).
+_REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ForecastingDataModule(ChannelDataModule):
     """Long-horizon forecasting windows from ``"macrodata"``, ``"uschange"`` or a CSV/Parquet path.
 
     Args:
-        source: built-in name or a path of a table with a ``date`` column + one column per series.
+        source: built-in name or a path of a table with a ``date`` column + one column per series;
+            a relative path is tried from the working directory, then from the repository root.
         seq_len / horizon / stride: input window, forecast length, step between windows.
         split_scheme: ``"ratio"`` (70/10/20), ``"ett_hour"`` or ``"ett_minute"`` (12/4/4 months).
         freq: time-feature frequency (default ``"q"`` for the built-ins, else ``"h"``).
@@ -316,12 +319,23 @@ class ForecastingDataModule(ChannelDataModule):
         self.split_scheme, self.scale = split_scheme, scale
         self.n_covariates = time_features(pd.DatetimeIndex([]), self.freq).shape[0]
 
+    @cached_property
+    def _path(self) -> Path:
+        """The table's path: ``source`` as given, else relative to the repository root."""
+        given = Path(self.source).expanduser()
+        for path in (given, _REPO_ROOT / given):
+            if path.is_file():
+                return path
+        raise FileNotFoundError(
+            f"forecasting table not found: {self.source!r} (tried {given.resolve()} and "
+            f"{(_REPO_ROOT / given).resolve()}); pass --data.init_args.source=/path/to/table.csv "
+            "or a built-in name ('macrodata', 'uschange')"
+        )
+
     def _columns(self) -> list[str]:
         if self.source.lower() in _BUILTIN:
             return list(self._frame.columns)
-        path = Path(self.source)
-        if not path.is_file():
-            raise FileNotFoundError(f"forecasting table not found: {path} (or use 'macrodata'/'uschange')")
+        path = self._path
         try:
             if path.suffix.lower() in (".parquet", ".pq"):
                 import pyarrow.parquet as pq
@@ -334,7 +348,7 @@ class ForecastingDataModule(ChannelDataModule):
     @cached_property
     def _frame(self) -> pd.DataFrame:
         loader = _BUILTIN.get(self.source.lower())
-        return loader() if loader else read_series_table(self.source)
+        return loader() if loader else read_series_table(self._path)
 
     @property
     def n_channels(self) -> int:
