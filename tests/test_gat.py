@@ -34,7 +34,7 @@ def test_registered():
 @pytest.mark.parametrize("mode", MODES)
 def test_padded_batch_matches_each_sample_alone(mode):
     torch.manual_seed(0)
-    enc = create_encoder("gat_test", mode=mode, n_layers=2, num_channel_ids=10).eval()
+    enc = create_encoder("gat_test", mode=mode, n_layers=2, num_channels=10).eval()
     _randomise(enc)
     samples = _samples([3, 6, 1])
     batch = ChannelBatch.collate(samples)
@@ -57,7 +57,7 @@ def test_padded_batch_matches_each_sample_alone(mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_gradients_reach_every_parameter(mode):
     torch.manual_seed(0)
-    enc = create_encoder("gat_test", mode=mode, num_channel_ids=10, instance_norm=True)
+    enc = create_encoder("gat_test", mode=mode, num_channels=10, instance_norm=True)
     _randomise(enc)
     batch = ChannelBatch.collate(_samples([4, 2]))
     enc(batch).pow(2).sum().backward()
@@ -70,7 +70,7 @@ def test_gradients_reach_every_parameter(mode):
 
 def test_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
-    enc = create_encoder("gat_test", mode="gaam+sdpa", num_channel_ids=10).eval()
+    enc = create_encoder("gat_test", mode="gaam+sdpa", num_channels=10).eval()
     _randomise(enc)
     batch = ChannelBatch.collate(_samples([5, 3]))
     loaded = load_pretrained(save_pretrained(enc, tmp_path / "gat"))
@@ -88,8 +88,8 @@ def test_bad_arguments():
     enc = create_encoder("gat_test")
     with pytest.raises(ValueError, match="T=16"):
         enc(ChannelBatch.collate(_samples([2], t=8)))
-    with pytest.raises(ValueError, match="num_channel_ids"):
-        create_encoder("gat_test", num_channel_ids=3)(ChannelBatch.collate(_samples([4])))
+    with pytest.raises(ValueError, match="num_channels"):
+        create_encoder("gat_test", num_channels=3)(ChannelBatch.collate(_samples([4])))
 
 
 def _task(n, seed):
@@ -120,7 +120,7 @@ def one_thread():
 @pytest.mark.parametrize("mode", MODES)
 def test_learns_when_one_channel_carries_the_label(mode, one_thread):
     torch.manual_seed(0)
-    enc = create_encoder("gat_test", mode=mode, num_channel_ids=10, d_model=32, gaam_heads=4, d_ff=64)
+    enc = create_encoder("gat_test", mode=mode, num_channels=10, d_model=32, gaam_heads=4, d_ff=64)
     head = nn.Linear(enc.embed_dim, 2)
     opt = torch.optim.Adam([*enc.parameters(), *head.parameters()], lr=3e-3)
     train, test = _task(1024, 0), _task(256, 1)

@@ -154,7 +154,7 @@ def trained() -> dict[str, tuple[ClassificationTask, ChannelBatch]]:
     g = torch.Generator().manual_seed(0)
     train, test = _one_channel_data(512, g), _one_channel_data(64, g)
     out = {}
-    for enc, kw in (("gat_test", {"num_channel_ids": C}), ("softs_test", {"num_channels": C})):
+    for enc, kw in (("gat_test", {"num_channels": C}), ("softs_test", {"num_channels": C})):
         torch.manual_seed(0)
         task = ClassificationTask(encoder=enc, encoder_kwargs=kw, num_classes=2)
         opt = torch.optim.Adam(task.parameters(), lr=3e-3)

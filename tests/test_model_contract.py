@@ -36,7 +36,7 @@ VARIANTS: list[tuple[str, dict]] = [
     ("softs_test", {}),
     ("softs_test", {"num_channels": N_IDS}),
     ("gat_test", {}),
-    ("gat_test", {"num_channel_ids": N_IDS}),
+    ("gat_test", {"num_channels": N_IDS}),
     ("channelvit_test", {"num_channels": N_IDS}),
     ("chadavit_test", {}),
     ("chadavit_test", {"channel_embedding": "vocab", "num_channels": N_IDS}),
@@ -152,7 +152,7 @@ def _in_vocab(batch: ChannelBatch, src: ChannelVocab, dst: ChannelVocab) -> Chan
     return replace(batch, channel_ids=torch.where(batch.mask, lut[batch.channel_ids], batch.channel_ids.clamp(max=0)))
 
 
-TABLE_VARIANTS = [(n, o) for n, o in VARIANTS if any(k in o for k in ("num_channels", "num_channel_ids"))]
+TABLE_VARIANTS = [(n, o) for n, o in VARIANTS if any(k in o for k in ("num_channels", "num_channels"))]
 
 
 @pytest.mark.parametrize(("name", "overrides"), TABLE_VARIANTS, ids=[f"{n}+{','.join(o)}" for n, o in TABLE_VARIANTS])

@@ -53,7 +53,7 @@ def create_encoder(name: str, data_spec: DataSpec | None = None, **overrides: An
     """
     kwargs = dict(overrides)
     if data_spec is not None:
-        kwargs = data_spec.encoder_kwargs(encoder_class(name).data_args) | kwargs
+        kwargs = encoder_class(name).data_kwargs(data_spec, kwargs) | kwargs
     model = encoder_entrypoint(name)(**kwargs)
     model.encoder_name = name
     model.encoder_kwargs = kwargs

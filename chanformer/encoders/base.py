@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from chanformer.batch import ChannelBatch, ChannelIdError
 from chanformer.channels import ChannelVocab
 from chanformer.remap import ChannelRemapError, VocabRemap, plan_remap, remap_rows
+from chanformer.spec import DataSpec
 
 __all__ = ["Encoder", "masked_mean"]
 
@@ -49,6 +50,16 @@ class Encoder(nn.Module, metaclass=abc.ABCMeta):
     #: Set by :func:`create_encoder`: how to rebuild this encoder.
     encoder_name: str | None = None
     encoder_kwargs: dict[str, Any]
+
+    @classmethod
+    def data_kwargs(cls, spec: DataSpec, given: dict[str, Any]) -> dict[str, Any]:
+        """Constructor arguments taken from the data (``data_args``) for a build with arguments
+        ``given``. An optional channel table switched on with ``channel_embedding=True`` gets its
+        size (``channel_table_arg``) from the vocabulary, so recipes never hard-code it."""
+        out = spec.encoder_kwargs(cls.data_args)
+        if cls.channel_table_arg and given.get("channel_embedding") is True and len(spec.vocab):
+            out.setdefault(cls.channel_table_arg, len(spec.vocab))
+        return out
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

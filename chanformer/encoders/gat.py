@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from chanformer.batch import ChannelBatch
 from chanformer.encoders._registry import register_encoder
 from chanformer.encoders.base import Encoder, masked_mean
+from chanformer.encoders.softs import _optional_table
 from chanformer.nn.gaam import MultiHeadGaussianAdaptiveAttention
 from chanformer.nn.instance_norm import InstanceNorm
 
@@ -138,15 +139,17 @@ class GAT(Encoder):
         d_ff: feed-forward width.
         dropout: dropout after the embedding and inside the layers.
         mode: ``"gaam"`` or ``"gaam+sdpa"`` (see the module docstring).
-        num_channel_ids: size of the channel-id embedding table (the vocabulary size); ``None``
-            = no channel embedding (the model is then permutation-equivariant over channels).
+        num_channels: rows of the channel-id embedding table (the vocabulary size).
+        channel_embedding: switch that embedding on (``True``; a task then fills ``num_channels``
+            from the data's vocabulary) or off; ``None`` = on iff ``num_channels`` is given. Without it
+            the model is permutation-equivariant over channels.
         instance_norm: normalise each channel over time before embedding.
         gaam_eps: GAAM variance epsilon.
 
     """
 
     data_args = {"n_times": "seq_len"}
-    channel_table_arg = "num_channel_ids"
+    channel_table_arg = "num_channels"
 
     def __init__(
         self,
@@ -159,7 +162,8 @@ class GAT(Encoder):
         d_ff: int = 256,
         dropout: float = 0.0,
         mode: str = "gaam+sdpa",
-        num_channel_ids: int | None = None,
+        num_channels: int | None = None,
+        channel_embedding: bool | None = None,
         instance_norm: bool = False,
         gaam_eps: float = 1e-5,
         device: torch.device | None = None,
@@ -173,15 +177,13 @@ class GAT(Encoder):
                 raise ValueError(f"GAT({arg}={val!r}): must be a positive integer")
         if not isinstance(n_layers, int) or n_layers < 1:
             raise ValueError(f"GAT(n_layers={n_layers!r}): must be a positive integer")
-        if num_channel_ids is not None and num_channel_ids < 1:
-            raise ValueError(f"GAT(num_channel_ids={num_channel_ids}): must be a positive integer or None")
         kw = {"device": device, "dtype": dtype}
         self.seq_len = seq_len
         self.embed_dim = d_model
         self.mode = mode
         self.norm = InstanceNorm() if instance_norm else None
         self.embed = nn.Linear(seq_len, d_model, **kw)
-        self.channel_embed = None if num_channel_ids is None else nn.Embedding(num_channel_ids, d_model, **kw)
+        self.channel_embed = _optional_table(num_channels, channel_embedding, d_model, "GAT", kw)
         self.embed_dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
             GATLayer(d_model, n_heads, gaam_heads, num_gaussians, d_ff, dropout, mode, gaam_eps, **kw)

@@ -29,9 +29,11 @@ class SOFTS(Encoder):
         activation: feed-forward activation, ``"gelu"`` or ``"relu"``.
         instance_norm: normalise each channel over time before embedding (classification
             use; :class:`chanformer.forecasting.ChannelForecaster` normalises itself).
-        num_channels: size of an optional learnable channel-identity embedding, indexed by
-            ``batch.channel_ids`` and added to each channel token (a chanformer extension:
-            the original SOFTS knows channels only through their values). ``None`` = off.
+        num_channels: rows of the optional learnable channel-identity embedding (the vocabulary
+            size), indexed by ``batch.channel_ids`` and added to each channel token (a chanformer
+            extension: the original SOFTS knows channels only through their values).
+        channel_embedding: switch that embedding on (``True``; a task then fills ``num_channels``
+            from the data's vocabulary) or off (``False``); ``None`` = on iff ``num_channels`` is given.
     """
 
     data_args = {"n_times": "seq_len"}
@@ -48,6 +50,7 @@ class SOFTS(Encoder):
         activation: str = "gelu",
         instance_norm: bool = False,
         num_channels: int | None = None,
+        channel_embedding: bool | None = None,
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -63,7 +66,7 @@ class SOFTS(Encoder):
         self.norm = InstanceNorm() if instance_norm else None
         self.embed = nn.Linear(seq_len, d_model, **kw)
         self.embed_dropout = nn.Dropout(dropout)
-        self.channel_embed = nn.Embedding(num_channels, d_model, **kw) if num_channels else None
+        self.channel_embed = _optional_table(num_channels, channel_embedding, d_model, "SOFTS", kw)
         self.layers = nn.ModuleList(
             STARLayer(d_model, d_core, d_ff, dropout, activation, **kw) for _ in range(e_layers)
         )
@@ -117,6 +120,19 @@ class SOFTS(Encoder):
     def pool(self, features: Tensor, batch: ChannelBatch) -> Tensor:
         """Mean of the present channel tokens -> ``[B, D]``."""
         return masked_mean(features[:, : batch.n_channels], batch.mask)
+
+
+def _optional_table(num_channels: int | None, enabled: bool | None, width: int, who: str, kw: dict) -> nn.Embedding | None:
+    """The optional vocabulary-indexed channel table of SOFTS and GAT (see their ``channel_embedding``)."""
+    on = num_channels is not None if enabled is None else bool(enabled)
+    if not on:
+        return None
+    if not isinstance(num_channels, int) or num_channels < 1:
+        raise ValueError(
+            f"{who}(channel_embedding=True) needs num_channels (the vocabulary size, filled from the data when a "
+            f"task builds the encoder), got num_channels={num_channels!r}"
+        )
+    return nn.Embedding(num_channels, width, **kw)
 
 
 @register_encoder
