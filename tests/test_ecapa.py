@@ -7,9 +7,10 @@ import torch.nn.functional as F
 from chanformer.batch import ChannelBatch, ChannelSample
 from chanformer.channels import ChannelVocab
 from chanformer.encoders import create_encoder
-from chanformer.encoders.ecapa_tdnn import ECAPA_TDNN, load_speechbrain_checkpoint
+from chanformer.encoders.ecapa_tdnn import ECAPA_TDNN
 from chanformer.hub import check_reference_fixture, load_pretrained, save_pretrained
 from chanformer.hub.converters import get_converter
+from chanformer.hub.converters.ecapa_tdnn import load_speechbrain_checkpoint
 from tests.conftest import reference_path
 
 # Another configuration than the fixture's: a projected residual (32 -> 48), groups, different

@@ -149,7 +149,7 @@ def test_reference_convert_refuses_urls_and_code(evil: Served, tmp_path: Path, c
 
 
 def test_speechbrain_loader_refuses_urls_and_code(evil: Served) -> None:
-    from chanformer.encoders.ecapa_tdnn import load_speechbrain_checkpoint
+    from chanformer.hub.converters.ecapa_tdnn import load_speechbrain_checkpoint
 
     with pytest.raises(RemoteCheckpointError, match="SpeechBrain checkpoint 'http://127.0.0.1"):
         load_speechbrain_checkpoint(evil.url)

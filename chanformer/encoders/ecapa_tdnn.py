@@ -21,7 +21,6 @@ outputs -> TDNN), attentive statistics pooling with global context, BatchNorm an
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,7 +41,6 @@ __all__ = [
     "ecapa_tdnn",
     "ecapa_tdnn_512",
     "ecapa_tdnn_test",
-    "load_speechbrain_checkpoint",
     "mel_vocab",
 ]
 
@@ -407,25 +405,6 @@ class ECAPA_TDNN(Encoder):  # noqa: N801 - the published model's name
         """``feats [B, F, T]`` with relative ``lengths [B]`` -> embeddings ``[B, lin_neurons]``."""
         mask = self._mask(lengths, feats)
         return self.embed_frames(self.frames(feats, mask if lengths is not None else None), mask)
-
-
-def load_speechbrain_checkpoint(path: str | os.PathLike[str], **config: Any) -> ECAPA_TDNN:
-    """Load SpeechBrain's ``embedding_model.ckpt`` (tensors only, ``weights_only=True``).
-
-    ``config`` holds SpeechBrain's ``ECAPA_TDNN`` constructor arguments (default: the
-    VoxCeleb model, i.e. :func:`ecapa_tdnn`); keys are renamed by the ``ecapa_tdnn``
-    converter and loaded strictly. Returns the model in eval mode.
-    """
-    from chanformer.checkpoint import load_checkpoint_file
-    from chanformer.hub.converters import get_converter
-
-    # Local files only (URLs refused), tensors-only unpickling; errors name the file.
-    state = load_checkpoint_file(path, "SpeechBrain checkpoint")
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__})")
-    defaults = {"input_size": 80, "channels": [1024, 1024, 1024, 1024, 3072], "lin_neurons": 192}
-    model = get_converter("ecapa_tdnn").load(state, defaults | config)
-    return model  # type: ignore[return-value]
 
 
 @register_encoder

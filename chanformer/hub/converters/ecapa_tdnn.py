@@ -9,6 +9,7 @@ used by the published VoxCeleb checkpoint's ``embedding_model.ckpt``.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -16,12 +17,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from chanformer.checkpoint import load_checkpoint_file
 from chanformer.encoders import create_encoder
 from chanformer.encoders.ecapa_tdnn import ECAPA_TDNN, activation_name
-from chanformer.hub.converters import Converter, register_converter
+from chanformer.hub.converters import Converter, get_converter, register_converter
 from chanformer.transforms.audio import Fbank
 
-__all__ = ["ECAPATDNNConverter", "fbank_from_frontend", "speechbrain_key_to_ours"]
+__all__ = ["ECAPATDNNConverter", "fbank_from_frontend", "load_speechbrain_checkpoint", "speechbrain_key_to_ours"]
 
 _P = r"(weight|bias)"
 _BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
@@ -129,3 +131,19 @@ def fbank_from_frontend(frontend: Mapping[str, Any], n_mels: int) -> Fbank:
         f_min=float(kw.get("f_min", 0.0)),
         f_max=None if kw.get("f_max") is None else float(kw["f_max"]),
     )
+
+
+def load_speechbrain_checkpoint(path: str | os.PathLike[str], **config: Any) -> ECAPA_TDNN:
+    """Load SpeechBrain's ``embedding_model.ckpt`` (tensors only, ``weights_only=True``).
+
+    ``config`` holds SpeechBrain's ``ECAPA_TDNN`` constructor arguments (default: the
+    VoxCeleb model, i.e. :func:`ecapa_tdnn`); keys are renamed by the ``ecapa_tdnn``
+    converter and loaded strictly. Returns the model in eval mode.
+    """
+    # Local files only (URLs refused), tensors-only unpickling; errors name the file.
+    state = load_checkpoint_file(path, "SpeechBrain checkpoint")
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__})")
+    defaults = {"input_size": 80, "channels": [1024, 1024, 1024, 1024, 3072], "lin_neurons": 192}
+    model = get_converter("ecapa_tdnn").load(state, defaults | config)
+    return model  # type: ignore[return-value]
