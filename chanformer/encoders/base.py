@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from chanformer.batch import ChannelBatch, ChannelIdError
 from chanformer.channels import ChannelVocab
+from chanformer.nn.pooling import masked_mean
 from chanformer.remap import ChannelRemapError, VocabRemap, plan_remap, remap_rows
 from chanformer.spec import DataSpec
 
@@ -226,9 +227,3 @@ def _checked(impl: Callable[[Encoder, ChannelBatch], Tensor]) -> Callable[[Encod
 
     forward_features._checks_batch = True  # type: ignore[attr-defined]
     return forward_features
-
-
-def masked_mean(x: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
-    """Mean of ``x [B, N, D]`` over tokens where ``mask [B, N]`` is True -> ``[B, D]``."""
-    w = mask.to(x.dtype).unsqueeze(-1)
-    return (x * w).sum(dim) / w.sum(dim).clamp_min(1.0)

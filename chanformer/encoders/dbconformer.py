@@ -19,6 +19,7 @@ from chanformer.batch import ChannelBatch
 from chanformer.encoders._registry import register_encoder
 from chanformer.encoders.base import Encoder
 from chanformer.encoders.montage import interpolate_montage
+from chanformer.nn.pooling import ChannelAttentionPool
 from chanformer.nn.transformer import MaskedTransformerBlock, run_blocks
 
 __all__ = ["DBConformer", "dbconformer", "dbconformer_test"]
@@ -77,22 +78,6 @@ class ChannelSeriesEmbed(nn.Module):
         b, c, t = x.shape
         h = self.act(self.conv(x.reshape(b * c, 1, t))).mean(-1)
         return self.proj(h).view(b, c, -1)
-
-
-class ChannelAttentionPool(nn.Module):
-    """Softmax-over-channels attention pooling: score = Linear(tanh(Linear(token))).
-
-    ``[B, C, E] -> ([B, E], weights [B, C])``.
-    """
-
-    def __init__(self, emb: int, **kw: torch.device | torch.dtype | None) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(emb, emb, **kw)
-        self.fc2 = nn.Linear(emb, 1, **kw)
-
-    def forward(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        weights = torch.softmax(self.fc2(torch.tanh(self.fc1(tokens))).squeeze(-1), dim=-1)
-        return torch.einsum("bc,bce->be", weights, tokens), weights
 
 
 class DBConformer(Encoder):

@@ -31,6 +31,8 @@ from chanformer.batch import ChannelBatch
 from chanformer.channels import Channel, ChannelVocab
 from chanformer.encoders._registry import register_encoder
 from chanformer.encoders.base import Encoder
+from chanformer.nn.pooling import AttentiveStatisticsPooling
+from chanformer.nn.tdnn import TDNNBlock, activation_name
 
 __all__ = [
     "ECAPA_TDNN",
@@ -44,31 +46,10 @@ __all__ = [
     "mel_vocab",
 ]
 
-_ACTIVATIONS = {
-    "ReLU": nn.ReLU,
-    "LeakyReLU": nn.LeakyReLU,
-    "GELU": nn.GELU,
-    "ELU": nn.ELU,
-    "SiLU": nn.SiLU,
-    "Tanh": nn.Tanh,
-    "Sigmoid": nn.Sigmoid,
-}
-
 
 def mel_vocab(n_mels: int = 80) -> ChannelVocab:
     """Vocabulary ``mel/0 ... mel/{n_mels-1}`` (id ``i`` is mel bin ``i``)."""
     return ChannelVocab(f"mel{n_mels}", [Channel(f"mel/{i}", kind="mel") for i in range(n_mels)])
-
-
-def activation_name(activation: Any) -> str:
-    """Canonical name (``"ReLU"``, ...) of an activation given as a name, dotted path or class."""
-    if isinstance(activation, type) and issubclass(activation, nn.Module):
-        activation = activation.__name__
-    name = str(activation).strip("<>'\" ").split(".")[-1].split("'")[0]
-    match = {k.lower(): k for k in _ACTIVATIONS}.get(name.lower())
-    if match is None:
-        raise ValueError(f"ECAPA_TDNN(activation={activation!r}): use one of {sorted(_ACTIVATIONS)}")
-    return match
 
 
 def frame_mask(lengths: Tensor | None, batch: int, steps: int, device: torch.device) -> Tensor:
@@ -81,40 +62,6 @@ def frame_mask(lengths: Tensor | None, batch: int, steps: int, device: torch.dev
     if bool(((lengths <= 0) | (lengths > 1)).any()):
         raise ValueError(f"lengths must be relative lengths in (0, 1], got {lengths.tolist()}")
     return torch.arange(steps, device=device, dtype=lengths.dtype)[None] < (lengths * steps)[:, None]
-
-
-class TDNNBlock(nn.Module):
-    """Conv1d ("same" reflect padding) -> activation -> BatchNorm1d -> channel dropout.
-
-    ``[B, C_in, T] -> [B, C_out, T']`` with ``T' = T`` when ``dilation * (kernel_size - 1)`` is
-    even (one frame shorter otherwise, as SpeechBrain's padding rule gives). Reflect padding
-    needs ``T > dilation * (kernel_size - 1) / 2``.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        dilation: int = 1,
-        activation: str = "ReLU",
-        groups: int = 1,
-        dropout: float = 0.0,
-        **kw: Any,
-    ) -> None:
-        super().__init__()
-        self.pad = dilation * (kernel_size - 1) // 2
-        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation, groups=groups, **kw)
-        self.activation = _ACTIVATIONS[activation]()
-        self.norm = nn.BatchNorm1d(out_channels, **kw)
-        self.dropout = nn.Dropout1d(dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.pad:
-            if x.shape[-1] <= self.pad:
-                raise ValueError(f"TDNN block needs more than {self.pad} frames for reflect padding, got {x.shape[-1]}")
-            x = nn.functional.pad(x, (self.pad, self.pad), mode="reflect")
-        return self.dropout(self.norm(self.activation(self.conv(x))))
 
 
 class Res2NetBlock(nn.Module):
@@ -191,38 +138,6 @@ class SERes2NetBlock(nn.Module):
         residual = x if self.shortcut is None else self.shortcut(x)
         x = self.tdnn2(self.res2net_block(self.tdnn1(x)))
         return self.se_block(x, mask) + residual
-
-
-def _weighted_stats(x: Tensor, w: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    mean = (w * x).sum(dim=2)
-    std = torch.sqrt((w * (x - mean[..., None]).pow(2)).sum(dim=2).clamp_min(eps))
-    return mean, std
-
-
-class AttentiveStatisticsPooling(nn.Module):
-    """Attention-weighted mean and std over time: ``[B, C, T] -> [B, 2C, 1]``.
-
-    With ``global_context`` the attention also sees the utterance's masked mean and std
-    (tiled over time). Padded frames get zero attention.
-    """
-
-    def __init__(self, channels: int, attention_channels: int = 128, global_context: bool = True, **kw: Any) -> None:
-        super().__init__()
-        self.eps = 1e-12
-        self.global_context = global_context
-        self.tdnn = TDNNBlock(channels * 3 if global_context else channels, attention_channels, 1, 1, **kw)
-        self.conv = nn.Conv1d(attention_channels, channels, 1, **kw)
-
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        m = mask[:, None].to(x.dtype)  # [B, 1, T]
-        steps = x.shape[-1]
-        attn = x
-        if self.global_context:
-            mean, std = _weighted_stats(x, m / m.sum(dim=2, keepdim=True), self.eps)
-            attn = torch.cat([x, mean[..., None].expand(-1, -1, steps), std[..., None].expand(-1, -1, steps)], dim=1)
-        scores = self.conv(torch.tanh(self.tdnn(attn))).masked_fill(~mask[:, None], float("-inf"))
-        mean, std = _weighted_stats(x, torch.softmax(scores, dim=2), self.eps)
-        return torch.cat([mean, std], dim=1)[..., None]
 
 
 class ECAPA_TDNN(Encoder):  # noqa: N801 - the published model's name

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from chanformer.mil.base import MILHead
+from chanformer.nn.pooling import GatedAttention
 from chanformer.registry import register_model, register_spec
 
 __all__ = ["ABMIL", "ACMIL", "ABMILOutput", "ACMILOutput", "GatedAttention", "acmil_loss", "stkim_mask"]
@@ -87,36 +88,6 @@ def _check_bags(x: Tensor, mask: Tensor | None, in_dim: int, who: str) -> tuple[
             raise ValueError(f"{who}: mask leaves a bag without any instance")
     return x, mask
 
-
-class GatedAttention(nn.Module):
-    """Gated attention scores: ``h [B, N, L] -> logits [B, K, N]``.
-
-    ``logits = score(tanh(value(h)) * sigmoid(gate(h)))`` transposed to branches first.
-
-    Args:
-        in_dim: instance width ``L``.
-        attn_dim: hidden width of the value/gate projections.
-        n_branches: number of attention branches ``K``.
-
-    """
-
-    def __init__(
-        self,
-        in_dim: int,
-        attn_dim: int,
-        n_branches: int = 1,
-        device: torch.device | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        kw = {"device": device, "dtype": dtype}
-        self.value = nn.Linear(in_dim, attn_dim, **kw)
-        self.gate = nn.Linear(in_dim, attn_dim, **kw)
-        self.score = nn.Linear(attn_dim, n_branches, **kw)
-
-    def forward(self, h: Tensor) -> Tensor:
-        a = torch.tanh(self.value(h)) * torch.sigmoid(self.gate(h))
-        return self.score(a).transpose(-1, -2)
 
 
 def stkim_mask(

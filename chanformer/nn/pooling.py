@@ -1,0 +1,146 @@
+"""Pooling blocks: sets of tokens (channels, frames, instances) -> one vector, padding excluded.
+
+* :func:`masked_mean` — mean over present tokens (SOFTS, GAT, MVPFormer, speaker microphones);
+* :class:`ChannelAttentionPool` — softmax-over-channels attention (DBConformer);
+* :class:`GatedAttention` — gated attention scores over instances (ABMIL, ACMIL);
+* :class:`AttentiveStatisticsPooling` — attention-weighted mean and std over frames (ECAPA-TDNN).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from chanformer.nn.tdnn import TDNNBlock
+
+__all__ = ["AttentiveStatisticsPooling", "ChannelAttentionPool", "GatedAttention", "masked_mean"]
+
+
+def masked_mean(x: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
+    """Mean of ``x [B, N, D]`` over tokens where ``mask [B, N]`` is True -> ``[B, D]``."""
+    w = mask.to(x.dtype).unsqueeze(-1)
+    return (x * w).sum(dim) / w.sum(dim).clamp_min(1.0)
+
+
+class ChannelAttentionPool(nn.Module):
+    """Softmax-over-channels attention pooling: score = Linear(tanh(Linear(token))).
+
+    ``[B, C, E] -> ([B, E], weights [B, C])``.
+    """
+
+    def __init__(self, emb: int, **kw: torch.device | torch.dtype | None) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(emb, emb, **kw)
+        self.fc2 = nn.Linear(emb, 1, **kw)
+
+    def forward(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        weights = torch.softmax(self.fc2(torch.tanh(self.fc1(tokens))).squeeze(-1), dim=-1)
+        return torch.einsum("bc,bce->be", weights, tokens), weights
+
+
+class GatedAttention(nn.Module):
+    """Gated attention scores: ``h [B, N, L] -> logits [B, K, N]``.
+
+    ``logits = score(tanh(value(h)) * sigmoid(gate(h)))`` transposed to branches first.
+
+    Args:
+        in_dim: instance width ``L``.
+        attn_dim: hidden width of the value/gate projections.
+        n_branches: number of attention branches ``K``.
+
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        attn_dim: int,
+        n_branches: int = 1,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        self.value = nn.Linear(in_dim, attn_dim, **kw)
+        self.gate = nn.Linear(in_dim, attn_dim, **kw)
+        self.score = nn.Linear(attn_dim, n_branches, **kw)
+
+    def forward(self, h: Tensor) -> Tensor:
+        a = torch.tanh(self.value(h)) * torch.sigmoid(self.gate(h))
+        return self.score(a).transpose(-1, -2)
+
+
+def stkim_mask(
+    logits: Tensor,
+    n_masked_patch: int,
+    mask_drop: float,
+    mask: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Stochastic Top-K Instance Masking: which instances to hide, ``[B, K, N]`` bool.
+
+    Per bag and branch, among the bag's real instances (``mask [B, N]``), take the
+    ``n_top = min(n_masked_patch, n_real)`` largest logits and pick ``int(n_top * mask_drop)``
+    of them uniformly at random.
+
+    Args:
+        logits: attention logits ``[B, K, N]`` (padded instances may hold anything).
+        n_masked_patch: size of the top set.
+        mask_drop: fraction of the top set to hide, in ``[0, 1]``.
+        mask: ``[B, N]`` True = real instance; ``None`` = all real.
+        generator: random generator for the draw.
+
+    """
+    b, k, n = logits.shape
+    hidden = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
+    top = min(n_masked_patch, n)
+    if top <= 0 or mask_drop <= 0:
+        return hidden
+    n_real = torch.full((b,), n, device=logits.device) if mask is None else mask.sum(1)
+    n_top = n_real.clamp_max(n_masked_patch)  # [B]
+    n_drop = torch.floor(n_top.to(torch.float64) * mask_drop).long()  # = int(n_top * mask_drop)
+    scores = (
+        logits.detach() if mask is None else logits.detach().masked_fill(~mask[:, None, :], float("-inf"))
+    )
+    idx = scores.topk(top, dim=-1).indices  # [B, K, top]
+    r = torch.rand((b, k, top), generator=generator, device="cpu" if generator is None else generator.device)
+    r = r.to(logits.device)
+    slot = torch.arange(top, device=logits.device)
+    r = r.masked_fill(slot >= n_top[:, None, None], 2.0)  # slots beyond the bag's top set never win
+    rank = r.argsort(-1).argsort(-1)  # random rank of every top slot
+    chosen = rank < n_drop[:, None, None]
+    hidden.scatter_(-1, idx, chosen)
+    return hidden
+
+
+def _weighted_stats(x: Tensor, w: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    mean = (w * x).sum(dim=2)
+    std = torch.sqrt((w * (x - mean[..., None]).pow(2)).sum(dim=2).clamp_min(eps))
+    return mean, std
+
+
+class AttentiveStatisticsPooling(nn.Module):
+    """Attention-weighted mean and std over time: ``[B, C, T] -> [B, 2C, 1]``.
+
+    With ``global_context`` the attention also sees the utterance's masked mean and std
+    (tiled over time). Padded frames get zero attention.
+    """
+
+    def __init__(self, channels: int, attention_channels: int = 128, global_context: bool = True, **kw: Any) -> None:
+        super().__init__()
+        self.eps = 1e-12
+        self.global_context = global_context
+        self.tdnn = TDNNBlock(channels * 3 if global_context else channels, attention_channels, 1, 1, **kw)
+        self.conv = nn.Conv1d(attention_channels, channels, 1, **kw)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        m = mask[:, None].to(x.dtype)  # [B, 1, T]
+        steps = x.shape[-1]
+        attn = x
+        if self.global_context:
+            mean, std = _weighted_stats(x, m / m.sum(dim=2, keepdim=True), self.eps)
+            attn = torch.cat([x, mean[..., None].expand(-1, -1, steps), std[..., None].expand(-1, -1, steps)], dim=1)
+        scores = self.conv(torch.tanh(self.tdnn(attn))).masked_fill(~mask[:, None], float("-inf"))
+        mean, std = _weighted_stats(x, torch.softmax(scores, dim=2), self.eps)
+        return torch.cat([mean, std], dim=1)[..., None]
