@@ -139,7 +139,7 @@ def _failures(what: str, failed: dict[str, str], total: int) -> int:
 def _heatmap(args: argparse.Namespace, console: object) -> int:
     from chanformer.datasets.bags import BagStore
     from chanformer.hub import load_pretrained
-    from chanformer.mil.heatmap import attention_maps, save_heatmaps
+    from chanformer.pipelines.wsi_heatmap import attention_maps, save_heatmaps
 
     model = load_pretrained(args.model)
     store = BagStore(args.store)

@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from chanformer.datasets.bags import BagBatch, BagDataModule, BagDataset, BagError, BagStore, extract_features
 from chanformer.datasets.wsi import Slide, SlideReadError, make_synthetic_slides, read_labels, tile_slide, write_pyramid
-from chanformer.mil.heatmap import attention_maps, attention_mass_on
+from chanformer.pipelines.wsi_heatmap import attention_maps, attention_mass_on
 from chanformer.tasks import MILTask
 
 N_SLIDES, N_TRAIN, TILE = 24, 16, 64
