@@ -8,6 +8,8 @@ attend to each other, so images with different channel counts share one model.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -122,7 +124,7 @@ class ChAdaViT(Encoder):
             raise ValueError(
                 f"ChAdaViT(num_channels={num_channels!r}): channel_embedding='vocab' needs the vocab size"
             )
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.embed_dim = embed_dim
         self.img_size = img_size
         self.native_grid = (img_size // patch_size, img_size // patch_size)

@@ -8,6 +8,8 @@ through a ViT. Any subset or order of channels can be embedded.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -104,7 +106,7 @@ class ChannelViT(Encoder):
             raise ValueError(
                 f"ChannelViT(pos_embed_resample={pos_embed_resample!r}): expected one of {POS_RESAMPLE}"
             )
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.embed_dim = embed_dim
         self.img_size = img_size
         self.num_channels = num_channels

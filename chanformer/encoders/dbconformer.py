@@ -11,6 +11,7 @@ embedding) are tied to one electrode list, declared as vocabulary keys in ``chan
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -196,7 +197,7 @@ class DBConformer(Encoder):
             )
         if n_outputs is not None and n_outputs < 1:
             raise ValueError(f"DBConformer(n_outputs={n_outputs}): must be positive or None")
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.channels = channels
         self.interpolate_missing = bool(interpolate_missing)
         self.n_chans, self.n_times, self.n_tokens = n_chans, n_times, n_tokens

@@ -32,6 +32,8 @@ features, ``[B, C]`` (sums to 1 over present channels).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -83,7 +85,7 @@ class GATLayer(nn.Module):
             raise ValueError(f"GAT: d_model={d_model} must be divisible by n_heads={n_heads}")
         if gaam_heads > d_model:
             raise ValueError(f"GAT: gaam_heads={gaam_heads} cannot exceed d_model={d_model}")
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.mode, self.n_heads, self.dropout_p = mode, n_heads, dropout
         self.norm1 = nn.LayerNorm(d_model, **kw)
         self.gaam = MultiHeadGaussianAdaptiveAttention(
@@ -177,7 +179,7 @@ class GAT(Encoder):
                 raise ValueError(f"GAT({arg}={val!r}): must be a positive integer")
         if not isinstance(n_layers, int) or n_layers < 1:
             raise ValueError(f"GAT(n_layers={n_layers!r}): must be a positive integer")
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.seq_len = seq_len
         self.embed_dim = d_model
         self.mode = mode

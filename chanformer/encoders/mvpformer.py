@@ -10,6 +10,8 @@ Channels enter only through their relative order and count, so any channel set w
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
@@ -74,7 +76,7 @@ class WaveletSegmentEncoder(nn.Module):
         super().__init__()
         if segment_samples < 1:
             raise ValueError(f"WaveletSegmentEncoder(segment_samples={segment_samples}): must be positive")
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.segment_samples = segment_samples
         self.levels = dwt_max_level(segment_samples)
         self.n_coeffs = sum(wavedec_lengths(segment_samples))
@@ -116,7 +118,7 @@ class MVPFormerBlock(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.norm = nn.RMSNorm(dim, eps=norm_eps, **kw)
         self.attn = MultiVariateParallelAttention(
             dim, num_heads, num_kv_heads, window, content, scale, attn_drop, drop, **kw
@@ -189,7 +191,7 @@ class MVPFormerBackbone(nn.Module):
                 raise ValueError(f"MVPFormerBackbone({arg}={val!r}): must be a positive integer")
         if depth < 0:
             raise ValueError(f"MVPFormerBackbone(depth={depth}): must be >= 0")
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.embed_dim, self.n_positions, self.n_channels = embed_dim, n_positions, n_channels
         self.grad_checkpointing = bool(grad_checkpointing)
         self.time_embed = nn.Embedding(n_positions, embed_dim, **kw)
@@ -306,7 +308,7 @@ class MVPFormer(Encoder):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.embed_dim = embed_dim
         self.segment_samples = segment_samples
         self.segment_encoder = WaveletSegmentEncoder(segment_samples, embed_dim, 1e-5, **kw)

@@ -5,6 +5,8 @@ across channels by STAR layers. Tokens are per channel, so any channel set works
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -60,7 +62,7 @@ class SOFTS(Encoder):
                 raise ValueError(f"SOFTS({arg}={val}): must be a positive integer")
         if e_layers < 0:
             raise ValueError(f"SOFTS(e_layers={e_layers}): must be >= 0")
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.seq_len = seq_len
         self.embed_dim = d_model
         self.norm = InstanceNorm() if instance_norm else None

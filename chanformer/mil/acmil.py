@@ -170,7 +170,7 @@ class ACMIL(MILHead):
             raise ValueError(f"ACMIL(mask_drop={mask_drop}): must be in [0, 1]")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"ACMIL(dropout={dropout}): must be in [0, 1)")
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.in_dim, self.n_classes, self.embed_dim, self.attn_dim = in_dim, n_classes, embed_dim, attn_dim
         self.n_token, self.n_masked_patch, self.mask_drop, self.dropout_p = (
             n_token,
@@ -259,7 +259,7 @@ class ABMIL(MILHead):
             _positive_int(f"ABMIL({arg})", val)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"ABMIL(dropout={dropout}): must be in [0, 1)")
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.in_dim, self.n_classes, self.embed_dim, self.attn_dim, self.dropout_p = (
             in_dim, n_classes, embed_dim, attn_dim, dropout,
         )  # fmt: skip

@@ -145,7 +145,7 @@ class MultiHeadGaussianAdaptiveAttention(nn.Module):
         self.padding_value = None if padding_value is None else float(padding_value)
         self.eps = float(eps)
         self.stable = bool(stable)
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.mean_offsets = nn.Parameter(torch.zeros(num_heads, num_gaussians, **kw))
         self.scales = nn.Parameter(torch.randn(num_heads, num_gaussians, **kw).exp())
 

@@ -7,6 +7,8 @@ channels and any channel set can be embedded.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -46,7 +48,7 @@ class ChannelPatchEmbed(nn.Module):
         self.patch_size = int(patch_size)
         self.in_chans = int(in_chans)
         self.embed_dim = int(embed_dim)
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.proj = nn.Conv2d(in_chans, embed_dim, patch_size, stride=patch_size, bias=bias, **kw)
 
     def grid(self, height: int, width: int) -> tuple[int, int]:

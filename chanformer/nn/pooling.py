@@ -61,7 +61,7 @@ class GatedAttention(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.value = nn.Linear(in_dim, attn_dim, **kw)
         self.gate = nn.Linear(in_dim, attn_dim, **kw)
         self.score = nn.Linear(attn_dim, n_branches, **kw)

@@ -9,6 +9,8 @@ probability softmax(core) over tokens. Padded tokens (``mask=False``) take no pa
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -32,7 +34,7 @@ class STAR(nn.Module):
 
     def __init__(self, d_model: int, d_core: int, device: torch.device | None = None, dtype: torch.dtype | None = None):
         super().__init__()
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.core_hidden = nn.Linear(d_model, d_model, **kw)
         self.core_proj = nn.Linear(d_model, d_core, **kw)
         self.fuse = nn.Linear(d_model + d_core, d_model, **kw)
@@ -67,7 +69,7 @@ class STARLayer(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.star = STAR(d_model, d_core, **kw)
         self.fc1 = nn.Linear(d_model, d_ff, **kw)
         self.fc2 = nn.Linear(d_ff, d_model, **kw)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -30,7 +32,7 @@ class SwiGLU(nn.Module):
         super().__init__()
         if dim < 1 or hidden < 1:
             raise ValueError(f"SwiGLU(dim={dim}, hidden={hidden}): both must be positive")
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.gate = nn.Linear(dim, hidden, bias=bias, **kw)
         self.up = nn.Linear(dim, hidden, bias=bias, **kw)
         self.down = nn.Linear(hidden, dim, bias=bias, **kw)
