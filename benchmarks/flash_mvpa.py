@@ -12,7 +12,7 @@ notes (``shared/notes/anchors.md``) describe, so the benchmark can show what our
 3. every causal key block is visited and the content window is applied as a mask (no block skip).
 
 Forward only (the benchmark compares forward passes with it). Same arguments and result as
-:func:`chanformer.nn.mvpa.mvpa` without dropout.
+:func:`chanformer.kernels.mvpa.mvpa_reference` without dropout.
 """
 
 from __future__ import annotations

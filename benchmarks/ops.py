@@ -55,7 +55,7 @@ def _mamba_ssm_scan() -> Callable[..., torch.Tensor] | None:
 
 
 def bench_selective_scan(device: torch.device, quick: bool, repeats: int) -> list[Result]:
-    from chanformer.nn.selective_scan import selective_scan_chunked, selective_scan_reference
+    from chanformer.kernels.selective_scan import selective_scan_chunked, selective_scan_reference
 
     if quick:
         b, d, n, length = 2, 128, 16, 256
@@ -164,7 +164,7 @@ def _mvpa_inputs(
 ) -> tuple[list[torch.Tensor], dict[str, Any]]:
     """Positional ``q, k, v, time_keys, chan_keys, chan_index`` and keyword inputs of one MVPA call;
     the batch's samples hold from half to all of the ``c`` channels."""
-    from chanformer.nn.mvpa import relative_channel_index
+    from chanformer.kernels.mvpa import relative_channel_index
 
     g = torch.Generator().manual_seed(0)
     q = torch.randn(b, h, t, c, hd, generator=g)
@@ -209,7 +209,7 @@ def _mvpa_gpu_rows(
 
 
 def bench_mvpa(device: torch.device, quick: bool, repeats: int) -> list[Result]:
-    from chanformer.nn.mvpa import mvpa
+    from chanformer.kernels.mvpa import mvpa_reference
 
     if quick:
         configs = [(2, 4, 2, 8, 8, 32, 3)]
@@ -231,7 +231,7 @@ def bench_mvpa(device: torch.device, quick: bool, repeats: int) -> list[Result]:
                     res.note = "target on GPU: >= 2x"
             else:
                 res.note = "triton kernels need CUDA"
-            rows.append(compare(res, mode(mvpa, pos, kw), fast, device, repeats, 2e-4, 1e-3))
+            rows.append(compare(res, mode(mvpa_reference, pos, kw), fast, device, repeats, 2e-4, 1e-3))
         if triton_ok(device):
             rows += _mvpa_gpu_rows(shape, pos, kw, dims, device, repeats)
         else:

@@ -5,7 +5,7 @@ import json
 import torch
 
 from benchmarks import ENCODERS, Result, compare, fwd_bwd, run
-from chanformer.nn.selective_scan import selective_scan_chunked, selective_scan_reference
+from chanformer.kernels.selective_scan import selective_scan_chunked, selective_scan_reference
 
 
 def test_quick_run_one_op_cpu(tmp_path):

@@ -4,8 +4,7 @@ benchmark compares equal work), under the CPU interpreter or on the GPU."""
 import pytest
 import torch
 
-from chanformer.nn.mvpa import mvpa as mvpa_reference
-from chanformer.nn.mvpa import relative_channel_index
+from chanformer.kernels.mvpa import mvpa_reference, relative_channel_index
 from tests.triton_env import DEVICE, MARKS
 
 pytestmark = MARKS

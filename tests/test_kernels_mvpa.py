@@ -1,11 +1,10 @@
-"""Triton MVPA forward vs the reference chanformer.nn.mvpa.mvpa, under the CPU interpreter."""
+"""Triton MVPA vs the reference chanformer.kernels.mvpa.mvpa_reference, under the CPU interpreter."""
 
 import pytest
 import torch
 
 from chanformer.kernels import use_backend
-from chanformer.nn.mvpa import mvpa as mvpa_reference
-from chanformer.nn.mvpa import relative_channel_index
+from chanformer.kernels.mvpa import mvpa_reference, relative_channel_index
 from tests.triton_env import DEVICE, MARKS
 
 pytestmark = MARKS
@@ -139,7 +138,7 @@ def test_sizes_are_runtime_values():
 
     import triton.language as tl
 
-    from chanformer.kernels import _mvpa_triton as kern
+    from chanformer.kernels.mvpa import triton as kern
 
     for name in ("_mvpa_fwd_kernel", "_mvpa_bwd_dq_kernel", "_mvpa_bwd_dkdv_kernel"):
         jitted = getattr(kern, name)

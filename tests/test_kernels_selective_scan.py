@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from chanformer.kernels import use_backend
-from chanformer.nn.selective_scan import selective_scan_reference
+from chanformer.kernels.selective_scan import selective_scan_reference
 from tests.triton_env import DEVICE, MARKS
 
 pytestmark = MARKS
@@ -88,20 +88,26 @@ def test_bf16_values_and_grads():
         torch.testing.assert_close(a.grad.float(), r.grad, atol=2e-2 * scale, rtol=2e-2, msg=f"grad {name}")
 
 
-def test_dispatch_and_validation():
+def test_dispatch_and_validation(monkeypatch):
     from chanformer.kernels import selective_scan as mod
+    from chanformer.kernels.config import use_triton
 
+    monkeypatch.delenv("CHANFORMER_KERNELS", raising=False)
     pos, kw = _inputs(1, 4, 2, 9)
     with use_backend("triton"):
-        assert mod.use_triton(pos[0])
+        assert use_triton(pos[0])
         y = mod.selective_scan(*pos, **kw)
-    if DEVICE == "cpu":
-        assert not mod.use_triton(pos[0])  # auto on CPU: the chunked torch scan, interpreter only when forced
+        # an explicit PyTorch implementation is never replaced by the kernel
+        loop = mod.selective_scan(*pos, **kw, implementation="reference")
+    assert not use_triton(pos[0])  # opt-in: nothing forced, no Triton (on CUDA either)
     with use_backend("torch"):
-        assert not mod.use_triton(pos[0])
+        assert not use_triton(pos[0])
         ref = mod.selective_scan(*pos, **kw)
     torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(loop, ref, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="B, N, L"):
         mod.selective_scan(pos[0], pos[1], pos[2], pos[3][:, :, :-1], pos[4])
     with pytest.raises(ValueError, match="D="):
         mod.selective_scan_triton(*pos, D=torch.ones(3))
+    with pytest.raises(ValueError, match="implementation"):
+        mod.selective_scan(*pos, implementation="triton")

@@ -1,8 +1,10 @@
-"""The modules take the Triton kernels when allowed: encoder outputs (and gradients) equal the torch path.
+"""The blocks reach the Triton kernels through the dispatch functions when Triton is forced: encoder
+outputs (and gradients) equal the torch path.
 
 ``MultiVariateParallelAttention`` -> :func:`chanformer.kernels.mvpa.mvpa`; ``MaskedSelfAttention`` with
-a key mask -> :func:`chanformer.kernels.ragged_attention.ragged_attention`. On CPU the kernels run under
-the Triton interpreter only when forced (``use_backend("triton")``); the default stays on PyTorch.
+a key mask -> :func:`chanformer.kernels.ragged_attention.ragged_attention`; ``Mamba`` ->
+:func:`chanformer.kernels.selective_scan.selective_scan`. Triton is opt-in (``use_backend("triton")``,
+``CHANFORMER_KERNELS=triton``); by default every block stays on PyTorch.
 """
 
 import pytest
@@ -10,9 +12,11 @@ import torch
 
 import chanformer.kernels.mvpa as kmvpa
 import chanformer.kernels.ragged_attention as kragged
+import chanformer.kernels.selective_scan as kscan
 from chanformer.batch import ChannelBatch, ChannelSample
 from chanformer.encoders import create_encoder
 from chanformer.kernels import use_backend
+from chanformer.nn.mamba import Mamba
 from tests.triton_env import DEVICE, MARKS
 
 pytestmark = MARKS
@@ -21,7 +25,7 @@ pytestmark = MARKS
 @pytest.fixture
 def calls(monkeypatch):
     """Count launches of the Triton paths (the dispatchers look them up as module globals)."""
-    counts = {"mvpa": 0, "ragged": 0}
+    counts = {"mvpa": 0, "ragged": 0, "scan": 0}
 
     def spy(name, fn):
         def wrapped(*a, **kw):
@@ -32,6 +36,8 @@ def calls(monkeypatch):
 
     monkeypatch.setattr(kmvpa, "mvpa_triton", spy("mvpa", kmvpa.mvpa_triton))
     monkeypatch.setattr(kragged, "ragged_attention_triton", spy("ragged", kragged.ragged_attention_triton))
+    monkeypatch.setattr(kscan, "selective_scan_triton", spy("scan", kscan.selective_scan_triton))
+    monkeypatch.delenv("CHANFORMER_KERNELS", raising=False)  # the default is what is tested, not the caller's shell
     return counts
 
 
@@ -99,3 +105,18 @@ def test_attention_dropout_in_training_keeps_torch_path(calls):
     with use_backend("triton"):
         model.forward_features(_vit_batch())
     assert calls["ragged"] == 0
+
+
+def test_mamba_takes_the_kernel_only_when_forced(calls):
+    torch.manual_seed(3)
+    model = Mamba(8, d_state=4, d_conv=3, expand=1.5).to(DEVICE)
+    x = torch.randn(2, 19, 8, device=DEVICE)
+    ref = model(x)
+    assert calls["scan"] == 0  # opt-in: the chunked PyTorch scan by default
+    with use_backend("triton"):
+        out = model(x)
+        assert calls["scan"] == 1
+        model.scan = "chunked"  # an explicit PyTorch implementation is passed through, never replaced
+        model(x)
+    assert calls["scan"] == 1
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)

@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 from chanformer.encoders.mambattention import MambAttention, mambattention, mambattention_test
 from chanformer.hub import load_pretrained, save_pretrained
 from chanformer.hub.converters import get_converter
+from chanformer.kernels.selective_scan import selective_scan_chunked, selective_scan_reference
 from chanformer.nn.mamba import BidirectionalMamba, Mamba
-from chanformer.nn.selective_scan import selective_scan_chunked, selective_scan_reference
 from tests.conftest import reference_path
 
 _CHECK = """

@@ -11,7 +11,7 @@ from chanformer.encoders import create_encoder
 from chanformer.encoders.mvpformer import MVPFormer, segment_samples_for_coeffs
 from chanformer.hub import check_reference_fixture, load_pretrained, save_pretrained
 from chanformer.hub.converters import get_converter
-from chanformer.nn.mvpa import mvpa, relative_channel_index
+from chanformer.kernels.mvpa import mvpa, relative_channel_index
 from chanformer.nn.wavelet import DB4_DEC_LO, dwt_max_level, wavedec, wavedec_lengths
 from tests.conftest import reference_path
 

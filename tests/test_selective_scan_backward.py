@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from chanformer.nn.selective_scan import _ChunkedScan, selective_scan_chunked, selective_scan_reference
+from chanformer.kernels.selective_scan.reference import _ChunkedScan, selective_scan_chunked, selective_scan_reference
 
 
 def _inputs(dtype, b=2, d=5, length=63, n=7):

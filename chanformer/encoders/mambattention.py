@@ -208,8 +208,10 @@ class MambAttention(nn.Module):
         compress_factor: magnitude compression exponent of the STFT front-end.
         n_fft, hop_size, win_size, sampling_rate: STFT configuration (``F = n_fft // 2 + 1``
             must be odd so that the stride-2 encoder and decoders round-trip).
-        scan: selective-scan implementation of the Mamba layers (``"auto"``, ``"chunked"`` or
-            ``"reference"``, see :class:`chanformer.nn.mamba.Mamba`).
+        scan: passed through :class:`chanformer.nn.mamba.Mamba` to the scan dispatch
+            (:func:`chanformer.kernels.selective_scan.selective_scan`, ``implementation``): ``"auto"``
+            (the kernel switch decides), ``"chunked"`` or ``"reference"``. Saved in the config; every
+            value saved so far is accepted.
     """
 
     def __init__(

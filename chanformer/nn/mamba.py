@@ -1,10 +1,11 @@
-"""Mamba (selective state-space) blocks in pure PyTorch.
+"""Mamba (selective state-space) blocks.
 
 :class:`Mamba` is the mixer of Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective
 State Spaces" (2023), with the parameter names of mamba-ssm's ``Mamba`` (``in_proj``,
 ``conv1d``, ``x_proj``, ``dt_proj``, ``A_log``, ``D``, ``out_proj``) so its checkpoints load
-unchanged. The scan runs in PyTorch (:mod:`chanformer.nn.selective_scan`); the depthwise
-convolution is left-causal (padding ``d_conv - 1``, cropped to the input length).
+unchanged. The scan is the one dispatch function :func:`chanformer.kernels.selective_scan.selective_scan`
+(the chunked PyTorch scan, or the Triton kernels when forced); the depthwise convolution is
+left-causal (padding ``d_conv - 1``, cropped to the input length).
 
 :class:`MambaLayer` is a pre-norm residual layer ``x + Mamba(RMSNorm(x))`` (mamba-ssm's
 ``Block`` with ``norm``/``mixer`` children), and :class:`BidirectionalMamba` runs a stack
@@ -20,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from chanformer.kernels.selective_scan import selective_scan as dispatched_selective_scan
-from chanformer.nn.selective_scan import selective_scan
+from chanformer.kernels.selective_scan import IMPLEMENTATIONS, selective_scan
 
 __all__ = ["BidirectionalMamba", "Mamba", "MambaLayer"]
 
@@ -42,11 +42,12 @@ class Mamba(nn.Module):
         dt_init_floor: lower bound of the initial step sizes.
         conv_bias: bias in the depthwise convolution.
         bias: biases in ``in_proj``/``out_proj``.
-        scan: ``"chunked"`` (vectorised), ``"reference"`` (per-step loop) or ``"auto"``: the
-            kernel dispatcher on CUDA (Triton when available), the chunked scan elsewhere (with
-            its cache-sized tiles and analytic backward it beat the loop at every measured CPU
-            shape, inference and training: 1.1-4x, ``docs/performance.md``).
-        chunk_size: chunk length for the chunked scan.
+        scan: passed to the scan dispatch as ``implementation``: ``"auto"`` (the kernel switch
+            decides: the chunked PyTorch scan, or the Triton kernels when forced with
+            ``CHANFORMER_KERNELS=triton``), ``"chunked"`` or ``"reference"`` (the per-step loop,
+            for checks). The chunked scan beat the loop at every measured CPU shape, inference and
+            training: 1.1-4x, ``docs/performance.md``.
+        chunk_size: chunk length of the chunked PyTorch scan (passed to the dispatch).
     """
 
     def __init__(
@@ -72,8 +73,8 @@ class Mamba(nn.Module):
         for arg, val in (("d_model", d_model), ("d_state", d_state), ("d_conv", d_conv)):
             if int(val) < 1:
                 raise ValueError(f"Mamba({arg}={val}): must be a positive integer")
-        if scan not in ("auto", "chunked", "reference"):
-            raise ValueError(f"Mamba(scan={scan!r}): use 'auto', 'chunked' or 'reference'")
+        if scan not in IMPLEMENTATIONS:
+            raise ValueError(f"Mamba(scan={scan!r}): use one of {IMPLEMENTATIONS}")
         if dt_init not in ("random", "constant"):
             raise ValueError(f"Mamba(dt_init={dt_init!r}): use 'random' or 'constant'")
         kw: dict[str, Any] = {"device": device, "dtype": dtype}
@@ -115,16 +116,6 @@ class Mamba(nn.Module):
         x = F.silu(self.conv1d(x)[..., :length])
         dt, b, c = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = F.linear(dt, self.dt_proj.weight).transpose(1, 2)  # [B, d_inner, L], bias added in the scan
-        scan = self.scan
-        if scan == "auto" and hidden.is_cuda:
-            # GPU: the dispatcher runs the Triton kernel when available, the chunked scan otherwise.
-            y = dispatched_selective_scan(
-                x, dt, -torch.exp(self.A_log), b.transpose(1, 2), c.transpose(1, 2), self.D,
-                z=z, delta_bias=self.dt_proj.bias, delta_softplus=True,
-            )  # fmt: skip
-            return self.out_proj(cast(Tensor, y).transpose(1, 2))
-        if scan == "auto":
-            scan = "chunked"
         y = selective_scan(
             x,
             dt,
@@ -135,8 +126,8 @@ class Mamba(nn.Module):
             z=z,
             delta_bias=self.dt_proj.bias,
             delta_softplus=True,
-            implementation=scan,
-            **({"chunk_size": self.chunk_size} if scan == "chunked" else {}),
+            implementation=self.scan,
+            chunk_size=self.chunk_size,
         )
         return self.out_proj(cast(Tensor, y).transpose(1, 2))
 

@@ -1,20 +1,21 @@
 """Transformer blocks over variable token sets, masked with boolean key-padding masks.
 
-Attention runs through :func:`torch.nn.functional.scaled_dot_product_attention` with a boolean
-mask ``[B, 1, 1, L]`` (True = the key takes part), never a materialised float ``[B, H, L, L]``
-mask; padded tokens are never attended to, so they cannot change the real tokens' outputs.
+Attention runs through the one dispatch function :func:`chanformer.kernels.ragged_attention.ragged_attention`:
+:func:`torch.nn.functional.scaled_dot_product_attention` with a boolean mask ``[B, 1, 1, L]`` (True =
+the key takes part), never a materialised float ``[B, H, L, L]`` mask, or the Triton kernel when it
+is forced (``chanformer.kernels.use_backend``); padded tokens are never attended to, so they cannot
+change the real tokens' outputs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from chanformer.kernels._triton import use_triton
 from chanformer.kernels.ragged_attention import ragged_attention
 
 __all__ = ["DropPath", "MaskedSelfAttention", "MaskedTransformerBlock", "Mlp", "run_blocks"]
@@ -72,7 +73,7 @@ class MaskedSelfAttention(nn.Module):
         super().__init__()
         if num_heads < 1 or dim % num_heads:
             raise ValueError(f"MaskedSelfAttention(num_heads={num_heads}): must divide dim={dim}")
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = float(qk_scale) if qk_scale is not None else self.head_dim**-0.5
@@ -82,17 +83,11 @@ class MaskedSelfAttention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
-        """``x [B, L, D]``, ``key_mask [B, L]`` (True = real token, or None) -> ``[B, L, D]``."""
+        """``x [B, L, D]``, ``key_mask [B, L]`` (bool, True = real token, or None) -> ``[B, L, D]``."""
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         dropout_p = self.attn_drop if self.training else 0.0
-        if key_mask is not None and dropout_p == 0.0 and q.dtype != torch.float64 and use_triton(x, key_mask):
-            # Triton ragged attention (CUDA, or the CPU interpreter when forced): skips padded key blocks.
-            # Queries whose sample has no real key get 0 there (SDPA: NaN).
-            out = ragged_attention(q, k, v, key_mask.bool(), self.scale)
-            return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, d)))
-        attn_mask = None if key_mask is None else key_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=self.scale)
+        out = ragged_attention(q, k, v, key_mask, self.scale, dropout_p)
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, d)))
 
 
@@ -111,7 +106,7 @@ class Mlp(nn.Module):
         super().__init__()
         if activation not in ("gelu", "relu"):
             raise ValueError(f"Mlp(activation={activation!r}): expected 'gelu' or 'relu'")
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.fc1 = nn.Linear(dim, hidden, **kw)
         self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
         self.fc2 = nn.Linear(hidden, dim, **kw)
@@ -167,7 +162,7 @@ class MaskedTransformerBlock(nn.Module):
             raise ValueError(f"MaskedTransformerBlock(norm_style={norm_style!r}): expected {NORM_STYLES}")
         if mlp_hidden < 1:
             raise ValueError(f"MaskedTransformerBlock(mlp_hidden={mlp_hidden}): must be positive")
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.norm_style = norm_style
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps, **kw)
         self.attn = MaskedSelfAttention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, **kw)

@@ -1,17 +1,10 @@
-"""Selective scan (Mamba's S6 recurrence) with a Triton forward and backward kernel.
+"""Selective scan on Triton: the launchers ``selective_scan_fwd`` / ``selective_scan_bwd``, the autograd
+Function built from them, and :func:`selective_scan_triton` (that Function without dispatch).
 
-For batch ``b``, channel ``d``, state ``n``, step ``t``::
-
-    dt[t] = softplus(delta[t] + delta_bias[d])   (or without softplus)
-    h[t]  = exp(dt[t] A[d, n]) h[t-1] + dt[t] B[b, n, t] u[t]
-    y[t]  = (sum_n C[b, n, t] h[t] + D[d] u[t]) * silu(z[t])
-
-:func:`selective_scan` validates its inputs and dispatches: the Triton kernels
-(:mod:`chanformer.kernels._selective_scan_triton`, chunked over time with the state in registers;
-backward = a reverse-time adjoint scan) when :func:`chanformer.kernels.backend` says ``"triton"``
-and the tensors are on CUDA (or on CPU under ``TRITON_INTERPRET=1``), otherwise
-:func:`chanformer.nn.selective_scan.selective_scan_chunked`. All paths compute in float32 and
-return ``u.dtype``; gradients are returned in each input's dtype.
+The kernels (:mod:`chanformer.kernels.selective_scan.triton`, imported on the first launch) are
+chunked over time with the state in registers; the backward is a reverse-time adjoint scan from the
+saved chunk-start states. They compute in float32, return ``u.dtype`` and give each input's
+gradient in its dtype; float64 is not supported (the dispatch runs the PyTorch scan for it).
 """
 
 from __future__ import annotations
@@ -19,10 +12,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from chanformer.kernels._triton import interpreting, use_triton
-from chanformer.nn.selective_scan import _prepare, selective_scan_chunked
+from chanformer.kernels.config import interpreting
+from chanformer.kernels.selective_scan.reference import check_inputs
 
-__all__ = ["selective_scan", "selective_scan_bwd", "selective_scan_fwd", "selective_scan_triton"]
+__all__ = ["SelectiveScanFunction", "selective_scan_bwd", "selective_scan_fwd", "selective_scan_triton"]
 
 
 def _blocks(d: int, n: int, chunk: int) -> tuple[int, int, int]:
@@ -45,7 +38,7 @@ def selective_scan_fwd(
     """Launch the forward kernel (contiguous inputs): ``y [B, D, L]``, last state ``[B, D, N]``,
     chunk-start states ``[B, D, L / CHUNK, N]`` (float32, for the backward pass) and the launch config.
     """
-    from chanformer.kernels._selective_scan_triton import _ssm_fwd_kernel
+    from chanformer.kernels.selective_scan.triton import _ssm_fwd_kernel
 
     bsz, d, length = u.shape
     n = A.shape[1]
@@ -72,7 +65,7 @@ def selective_scan_bwd(
     """Launch the backward kernel; returns the gradients of ``u, delta, A, B, C, D, z, delta_bias``
     (``None`` for absent optional inputs), each in its input's dtype.
     """
-    from chanformer.kernels._selective_scan_triton import _ssm_bwd_kernel
+    from chanformer.kernels.selective_scan.triton import _ssm_bwd_kernel
 
     delta_softplus, block_d, block_n, chunk, nc, assoc = cfg
     bsz, d, length = u.shape
@@ -102,7 +95,9 @@ def selective_scan_bwd(
     )
 
 
-class _SelectiveScanFn(torch.autograd.Function):
+class SelectiveScanFunction(torch.autograd.Function):
+    """Autograd over :func:`selective_scan_fwd` / :func:`selective_scan_bwd`; returns ``(y, last state)``."""
+
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk, assoc):  # type: ignore[no-untyped-def]
         u, delta, A, B, C = (t.contiguous() for t in (u, delta, A, B, C))
@@ -132,45 +127,18 @@ def selective_scan_triton(
     chunk_size: int = 16,
     assoc_scan: bool | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
-    """The Triton path of :func:`selective_scan`, without dispatch (inputs must be on CUDA, or on
-    CPU under ``TRITON_INTERPRET=1``). ``chunk_size`` is rounded up to a power of two.
-    ``assoc_scan``: scan inside a chunk with ``tl.associative_scan`` (default on GPU) or an unrolled
-    loop (default under the interpreter, whose generic scan runs element by element in Python).
+    """The Triton path of :func:`chanformer.kernels.selective_scan.selective_scan`, without dispatch
+    (inputs must be on CUDA, or on CPU under ``TRITON_INTERPRET=1``). ``chunk_size`` is rounded up to a
+    power of two. ``assoc_scan``: scan inside a chunk with ``tl.associative_scan`` (default on GPU) or an
+    unrolled loop (default under the interpreter, whose generic scan runs element by element in Python).
     """
     import triton
 
-    _prepare(u, delta, A, B, C, delta_bias, delta_softplus)  # shape checks
+    check_inputs(u, delta, A, B, C, D, z, delta_bias)
     if u.dtype == torch.float64:
         raise ValueError("selective_scan_triton(): float64 is not supported by the kernel; use the torch path")
-    if z is not None and z.shape != u.shape:
-        raise ValueError(f"selective_scan(z=...) must match u {tuple(u.shape)}, got {tuple(z.shape)}")
-    if D is not None and D.shape != (u.shape[1],):
-        raise ValueError(f"selective_scan(D=...) must be [D={u.shape[1]}], got {tuple(D.shape)}")
-    y, h = _SelectiveScanFn.apply(
+    y, h = SelectiveScanFunction.apply(
         u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), triton.next_power_of_2(max(2, chunk_size)), assoc_scan
     )
     return (y, h) if return_last_state else y
 
-
-def selective_scan(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    z: Tensor | None = None,
-    delta_bias: Tensor | None = None,
-    delta_softplus: bool = False,
-    return_last_state: bool = False,
-) -> Tensor | tuple[Tensor, Tensor]:
-    """Selective scan ``[B, D, L] -> [B, D, L]`` (arguments as
-    :func:`chanformer.nn.selective_scan.selective_scan_reference`), on the fastest available path.
-
-    Triton when :func:`chanformer.kernels.backend` is ``"triton"`` and the inputs are float32/16 on
-    CUDA (or CPU under ``TRITON_INTERPRET=1``); otherwise the chunked PyTorch scan.
-    """
-    tensors = [t for t in (u, delta, A, B, C, D, z, delta_bias) if t is not None]
-    if u.dtype != torch.float64 and use_triton(*tensors):
-        return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
-    return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)

@@ -1,4 +1,4 @@
-"""Selective scan (the S6 recurrence of Mamba) in pure PyTorch.
+"""Selective scan (the S6 recurrence of Mamba): the PyTorch references.
 
 For every batch element ``b``, inner channel ``d`` and state index ``n``::
 
@@ -13,9 +13,10 @@ Two implementations with the same signature:
 * :func:`selective_scan_chunked` -- splits time into chunks of ``K`` steps; inside a chunk the
   states come from cumulative sums of the log-decays ``dt * A`` and of the rescaled inputs
   (vectorised over all chunks), and only the ``L / K`` chunk-boundary states are carried
-  sequentially. It matches the loop to float32 rounding. It does a few times more arithmetic
-  than the loop but issues ``K`` times fewer operations, and it works on cache-sized tiles of
-  (batch, channel) rows: faster than the loop at every measured CPU shape.
+  sequentially, with an analytic backward (:class:`_ChunkedScan`). It matches the loop to float32
+  rounding. It does a few times more arithmetic than the loop but issues ``K`` times fewer
+  operations, and it works on cache-sized tiles of (batch, channel) rows: faster than the loop at
+  every measured CPU shape.
 
 Both compute in float32 (or float64 when the inputs are float64) and return ``u.dtype``.
 """
@@ -29,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["selective_scan", "selective_scan_chunked", "selective_scan_reference"]
+__all__ = ["check_inputs", "selective_scan_chunked", "selective_scan_reference"]
 
 _MAX_CHUNK_LOG_DECAY = 60.0  # exp(60) ~ 1e26: far from float32 overflow
 _TILE_ELEMENTS = 1 << 20  # ~4 MB float32 per [rows, L, N] tensor (2-core CPU measurement)
@@ -80,6 +81,26 @@ def _scan_in_tiles(
         return join(lambda p: p[0]), join(lambda p: p[1])
     return join(lambda p: p)
 
+
+def check_inputs(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None, z: Tensor | None, delta_bias: Tensor | None
+) -> None:
+    """Raise ``ValueError`` unless the shapes are those :func:`selective_scan_reference` documents."""
+    if u.ndim != 3:
+        raise ValueError(f"selective_scan(u=...) must be [B, D, L], got {tuple(u.shape)}")
+    bsz, d, length = u.shape
+    for name, t in (("delta", delta), ("z", z)):
+        if t is not None and t.shape != u.shape:
+            raise ValueError(f"selective_scan({name}=...) must match u {tuple(u.shape)}, got {tuple(t.shape)}")
+    if A.ndim != 2 or A.shape[0] != d:
+        raise ValueError(f"selective_scan(A=...) must be [D={d}, N], got {tuple(A.shape)}")
+    n = A.shape[1]
+    for name, t in (("B", B), ("C", C)):
+        if t.shape != (bsz, n, length):
+            raise ValueError(f"selective_scan({name}=...) must be [B, N, L]={(bsz, n, length)}, got {tuple(t.shape)}")
+    for name, t in (("D", D), ("delta_bias", delta_bias)):
+        if t is not None and t.shape != (d,):
+            raise ValueError(f"selective_scan({name}=...) must be [D={d}], got {tuple(t.shape)}")
 
 def _prepare(
     u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, delta_bias: Tensor | None, delta_softplus: bool
@@ -357,13 +378,3 @@ def selective_scan_chunked(
     out = _finish(y, u, D, z, out_dtype)
     return (out, h.to(work)) if return_last_state else out
 
-
-def selective_scan(*args, implementation: str = "chunked", **kwargs) -> Tensor | tuple[Tensor, Tensor]:  # type: ignore[no-untyped-def]
-    """Dispatch to :func:`selective_scan_chunked` (``"chunked"``) or
-    :func:`selective_scan_reference` (``"reference"``).
-    """
-    if implementation == "chunked":
-        return selective_scan_chunked(*args, **kwargs)
-    if implementation == "reference":
-        return selective_scan_reference(*args, **kwargs)
-    raise ValueError(f"selective_scan(implementation={implementation!r}): use 'chunked' or 'reference'")

@@ -1,12 +1,9 @@
-"""Attention over ragged channel tokens: ``[B, H, C * P, hd]`` with padded channels masked.
+"""Ragged attention on Triton: the launchers ``ragged_attention_fwd`` / ``ragged_attention_bwd``, the
+autograd Function built from them, and :func:`ragged_attention_triton` (that Function without dispatch).
 
-``o[i] = sum_j softmax_j(scale q[i] . k[j] + (0 if key_mask[j] else -inf)) v[j]``
-
-The reference is :func:`torch.nn.functional.scaled_dot_product_attention` with the boolean
-key-padding mask ``[B, 1, 1, L]`` (what :class:`chanformer.nn.transformer.MaskedSelfAttention`
-runs). The Triton kernels (:mod:`chanformer.kernels._ragged_attention_triton`) are a flash-attention
-forward and a FlashAttention-2 style backward that skip key blocks made only of padding.
-Queries with no real key get a zero output and zero gradient (SDPA gives NaN there).
+The kernels (:mod:`chanformer.kernels.ragged_attention.triton`, imported on the first launch) are a
+flash-attention forward and a FlashAttention-2 style backward that skip key blocks made only of
+padding. Queries with no real key get a zero output and zero gradient (SDPA gives NaN there).
 """
 
 from __future__ import annotations
@@ -15,27 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from chanformer.kernels._triton import interpreting, use_triton
+from chanformer.kernels.config import interpreting
+from chanformer.kernels.ragged_attention.reference import check_inputs
 
-__all__ = [
-    "ragged_attention", "ragged_attention_bwd", "ragged_attention_fwd", "ragged_attention_reference", "ragged_attention_triton",
-]
-
-
-def _check(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor) -> None:
-    if q.ndim != 4 or k.shape != q.shape or v.shape != q.shape:
-        raise ValueError(f"ragged_attention(): q, k, v must share one [B, H, L, hd] shape, got {q.shape}, {k.shape}, {v.shape}")
-    if key_mask.shape != (q.shape[0], q.shape[2]) or key_mask.dtype != torch.bool:
-        raise ValueError(
-            f"ragged_attention(key_mask=...) must be bool [B, L]={(q.shape[0], q.shape[2])}, "
-            f"got {key_mask.dtype} {tuple(key_mask.shape)}"
-        )
-
-
-def ragged_attention_reference(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor, scale: float | None = None) -> Tensor:
-    """SDPA with the boolean key-padding mask (True = real token)."""
-    _check(q, k, v, key_mask)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :], scale=scale)
+__all__ = ["RaggedAttentionFunction", "ragged_attention_bwd", "ragged_attention_fwd", "ragged_attention_triton"]
 
 
 def _config(q: Tensor, key_mask: Tensor) -> tuple[int, int, int, Tensor]:
@@ -59,7 +39,7 @@ def ragged_attention_fwd(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor, scal
 
     Returns the output and the per-query log-sum-exp ``[B, H, L]`` (float32) for the backward pass.
     """
-    from chanformer.kernels._ragged_attention_triton import _ragged_attn_fwd_kernel
+    from chanformer.kernels.ragged_attention.triton import _ragged_attn_fwd_kernel
 
     b, h, length, hd = q.shape
     block, block_hd, nb, blk = _config(q, key_mask)
@@ -76,7 +56,7 @@ def ragged_attention_bwd(
     q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor, o: Tensor, lse: Tensor, do: Tensor, scale: float
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Launch the backward kernels; returns ``dq, dk, dv``."""
-    from chanformer.kernels._ragged_attention_triton import _ragged_attn_bwd_dkdv_kernel, _ragged_attn_bwd_dq_kernel
+    from chanformer.kernels.ragged_attention.triton import _ragged_attn_bwd_dkdv_kernel, _ragged_attn_bwd_dq_kernel
 
     b, h, length, hd = q.shape
     block, block_hd, nb, blk = _config(q, key_mask)
@@ -91,7 +71,9 @@ def ragged_attention_bwd(
     return dq, dk, dv
 
 
-class _RaggedAttentionFn(torch.autograd.Function):
+class RaggedAttentionFunction(torch.autograd.Function):
+    """Autograd over :func:`ragged_attention_fwd` / :func:`ragged_attention_bwd`."""
+
     @staticmethod
     def forward(ctx, q, k, v, key_mask, scale):  # type: ignore[no-untyped-def]
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
@@ -107,17 +89,12 @@ class _RaggedAttentionFn(torch.autograd.Function):
         return dq, dk, dv, None, None
 
 
-def ragged_attention_triton(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor, scale: float | None = None) -> Tensor:
-    """The Triton path without dispatch (CUDA, or CPU under ``TRITON_INTERPRET=1``)."""
-    _check(q, k, v, key_mask)
+def ragged_attention_triton(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, scale: float | None = None) -> Tensor:
+    """The Triton path without dispatch (CUDA, or CPU under ``TRITON_INTERPRET=1``); ``key_mask=None``
+    means every token is real."""
+    check_inputs(q, k, v, key_mask)
+    if key_mask is None:
+        key_mask = torch.ones(q.shape[0], q.shape[2], dtype=torch.bool, device=q.device)
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
-    return _RaggedAttentionFn.apply(q, k, v, key_mask, scale)
+    return RaggedAttentionFunction.apply(q, k, v, key_mask, scale)
 
-
-def ragged_attention(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor, scale: float | None = None) -> Tensor:
-    """Attention over ``[B, H, L, hd]`` tokens where ``key_mask [B, L]`` (bool, True = real) marks
-    padding; Triton when :func:`chanformer.kernels.backend` allows, SDPA otherwise.
-    """
-    if use_triton(q, k, v, key_mask):
-        return ragged_attention_triton(q, k, v, key_mask, scale)
-    return ragged_attention_reference(q, k, v, key_mask, scale)

@@ -1,44 +1,27 @@
-"""Multi-variate parallel attention (MVPFormer) with a Triton forward kernel.
+"""MVPA on Triton: the launchers ``mvpa_fwd`` / ``mvpa_bwd``, the autograd Function built from them,
+and :func:`mvpa_triton` (that Function without dispatch).
 
-Same arguments and result as the reference :func:`chanformer.nn.mvpa.mvpa` (equation there and in
-:mod:`chanformer.kernels._mvpa_triton`): content (windowed), relative-time and relative-channel
-logits, causal over segments, padded channels masked, grouped-query heads.
-
-The Triton kernels (forward and backward) compute the relative terms in-kernel from the
-``[T, hd]``/``[R, hd]`` tables and never form an ``[N, N]`` tensor; the backward folds the logit
-gradients back onto the table rows. :func:`mvpa` uses them when ``dropout_p == 0`` (no attention
-dropout in the kernels) and the reference otherwise.
+The kernels (:mod:`chanformer.kernels.mvpa.triton`, imported on the first launch so that
+``TRITON_INTERPRET`` is read then) compute the relative terms in-kernel from the ``[T, hd]``/``[R, hd]``
+tables and never form an ``[N, N]`` tensor; the backward folds the logit gradients back onto the
+table rows. They have no attention dropout: :func:`chanformer.kernels.mvpa.mvpa` runs the reference
+when ``dropout_p > 0``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from chanformer.kernels._triton import interpreting, use_triton
-from chanformer.nn.mvpa import mvpa as mvpa_reference
+from chanformer.kernels.config import interpreting
+from chanformer.kernels.mvpa.reference import check_inputs
 
-__all__ = ["mvpa", "mvpa_bwd", "mvpa_fwd", "mvpa_reference", "mvpa_triton"]
-
-
-def _check(q: Tensor, k: Tensor, v: Tensor, time_keys: Tensor, chan_keys: Tensor, chan_index: Tensor) -> None:
-    b, h, t, c, hd = q.shape
-    h_kv = k.shape[1]
-    if h % h_kv:
-        raise ValueError(f"mvpa(): {h} query heads are not a multiple of {h_kv} key/value heads")
-    if k.shape != (b, h_kv, t, c, hd) or v.shape != k.shape:
-        raise ValueError(
-            f"mvpa(k=..., v=...) must be [B, H_kv, T, C, hd]={(b, h_kv, t, c, hd)}, got {tuple(k.shape)}, {tuple(v.shape)}"
-        )
-    if time_keys.shape != (h_kv, t, hd):
-        raise ValueError(f"mvpa(time_keys=...) must be [H_kv, T, hd]={(h_kv, t, hd)}, got {tuple(time_keys.shape)}")
-    if chan_keys.ndim != 3 or chan_keys.shape[0] != h_kv or chan_keys.shape[2] != hd:
-        raise ValueError(f"mvpa(chan_keys=...) must be [H_kv, R, hd], got {tuple(chan_keys.shape)}")
-    if chan_index.shape != (b, c, c):
-        raise ValueError(f"mvpa(chan_index=...) must be [B, C, C]={(b, c, c)}, got {tuple(chan_index.shape)}")
+__all__ = ["MvpaFunction", "mvpa_bwd", "mvpa_fwd", "mvpa_triton"]
 
 
-def _meta(q: Tensor, r: int, content: bool, window: int | None, masked: bool, group: int) -> dict[str, object]:
+def _meta(q: Tensor, r: int, content: bool, window: int | None, masked: bool, group: int) -> dict[str, Any]:
     """Launch constants. ``group``: query heads per key head rounded up to a power of two; a program
     holds ``group * BLOCK_M`` query rows (its key head's query heads) so each K/V tile is loaded once."""
     import triton
@@ -66,7 +49,7 @@ def mvpa_fwd(
 
     Returns the output ``[B, H, T, C, hd]`` and the per-query log-sum-exp ``[B, H, T * C]`` (float32).
     """
-    from chanformer.kernels._mvpa_triton import _mvpa_fwd_kernel
+    from chanformer.kernels.mvpa.triton import _mvpa_fwd_kernel
 
     b, h, t, c, hd = q.shape
     r = chan_keys.shape[1]
@@ -74,7 +57,7 @@ def mvpa_fwd(
     meta = _meta(q, r, content_bias is not None, window, key_mask is not None, group)
     out = torch.empty_like(q)
     lse = q.new_empty(b, h, t * c, dtype=torch.float32)
-    grid = (-(-(t * c) // meta["BLOCK_M"]), b * k.shape[1])  # type: ignore[operator]
+    grid = (-(-(t * c) // meta["BLOCK_M"]), b * k.shape[1])
     _mvpa_fwd_kernel[grid](
         q, k, v, time_keys, chan_keys, chan_index, key_mask if key_mask is not None else q,
         content_bias if content_bias is not None else q, time_bias, chan_bias, out, lse,
@@ -93,21 +76,21 @@ def mvpa_bwd(
     """
     import triton
 
-    from chanformer.kernels._mvpa_triton import _mvpa_bwd_dkdv_kernel, _mvpa_bwd_dq_kernel
+    from chanformer.kernels.mvpa.triton import _mvpa_bwd_dkdv_kernel, _mvpa_bwd_dq_kernel
 
     b, h, t, c, hd = q.shape
     h_kv, r, n = k.shape[1], chan_keys.shape[1], t * c
     group = _group(h, h_kv)
     meta = _meta(q, r, content_bias is not None, window, key_mask is not None, group)
     bm, bhd, bt, br = meta["BLOCK_M"], meta["BLOCK_HD"], meta["BLOCK_T"], meta["BLOCK_R"]
-    nm = -(-n // bm)  # type: ignore[operator]
+    nm = -(-n // bm)
     do = do.contiguous()
     delta = (out.float() * do.float()).sum(-1).reshape(b, h, n).contiguous()
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    f32 = dict(device=q.device, dtype=torch.float32)
-    dtk = torch.empty(b * h_kv, nm, bt, bhd, **f32)  # type: ignore[arg-type]
-    dck = torch.empty(b * h_kv, nm, br, bhd, **f32)  # type: ignore[arg-type]
-    du, dtb, dcb = (torch.empty(b * h_kv, nm, bhd, **f32) for _ in range(3))  # type: ignore[arg-type]
+    f32: dict[str, Any] = dict(device=q.device, dtype=torch.float32)
+    dtk = torch.empty(b * h_kv, nm, bt, bhd, **f32)
+    dck = torch.empty(b * h_kv, nm, br, bhd, **f32)
+    du, dtb, dcb = (torch.empty(b * h_kv, nm, bhd, **f32) for _ in range(3))
     args = (q, k, v, time_keys, chan_keys, chan_index, key_mask if key_mask is not None else q,
             content_bias if content_bias is not None else q, time_bias, chan_bias, do, lse, delta)
     scalars = (h, h // h_kv, t, c, r, hd, window if window is not None else 0, scale)
@@ -115,7 +98,7 @@ def mvpa_bwd(
     _mvpa_bwd_dq_kernel[(nm, b * h_kv)](*args, dq, dtk, dck, du, dtb, dcb, *scalars, nm, **meta, BLOCK_C=block_c,
                                         GROUP=group)
     dkdv_meta = meta | {"BLOCK_M": meta["BLOCK_N"]}  # one query head at a time there
-    _mvpa_bwd_dkdv_kernel[(-(-n // meta["BLOCK_N"]), b * h_kv)](*args, dk, dv, *scalars, **dkdv_meta)  # type: ignore[operator]
+    _mvpa_bwd_dkdv_kernel[(-(-n // meta["BLOCK_N"]), b * h_kv)](*args, dk, dv, *scalars, **dkdv_meta)
 
     def per_kv_head(x: Tensor) -> Tensor:  # [B * H_kv, NM, ...] partial sums -> [H_kv, ...]
         return x.view(b, h_kv, nm, *x.shape[2:]).sum((0, 2))
@@ -127,7 +110,9 @@ def mvpa_bwd(
             per_kv_head(dtb)[:, :hd].to(time_bias.dtype), per_kv_head(dcb)[:, :hd].to(chan_bias.dtype))
 
 
-class _MvpaFn(torch.autograd.Function):
+class MvpaFunction(torch.autograd.Function):
+    """Autograd over :func:`mvpa_fwd` / :func:`mvpa_bwd` (contiguous inputs, ``chan_index`` int32, ``key_mask`` int8)."""
+
     @staticmethod
     def forward(  # type: ignore[no-untyped-def]
         ctx, q, k, v, time_keys, chan_keys, chan_index, key_mask, content_bias, time_bias, chan_bias, window, scale
@@ -168,38 +153,9 @@ def mvpa_triton(
     scale: float | None = None,
 ) -> Tensor:
     """The Triton path with autograd, without dispatch (CUDA, or CPU under ``TRITON_INTERPRET=1``)."""
-    _check(q, k, v, time_keys, chan_keys, chan_index)
+    check_inputs(q, k, v, time_keys, chan_keys, chan_index, content_bias, time_bias, chan_bias, key_mask)
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
-    return _MvpaFn.apply(q, k, v, time_keys, chan_keys, chan_index, key_mask, content_bias, time_bias, chan_bias, window, scale)
-
-
-def mvpa(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    time_keys: Tensor,
-    chan_keys: Tensor,
-    chan_index: Tensor,
-    *,
-    content_bias: Tensor | None,
-    time_bias: Tensor,
-    chan_bias: Tensor,
-    key_mask: Tensor | None = None,
-    window: int | None = 10,
-    scale: float | None = None,
-    dropout_p: float = 0.0,
-) -> Tensor:
-    """MVPA on the fastest path: the Triton kernels when allowed by :func:`chanformer.kernels.backend`
-    and there is no attention dropout (the kernels have none); the reference otherwise.
-    """
-    candidates = (q, k, v, time_keys, chan_keys, chan_index, content_bias, time_bias, chan_bias, key_mask)
-    tensors = [x for x in candidates if x is not None]
-    if dropout_p == 0.0 and q.dtype != torch.float64 and use_triton(*tensors):
-        return mvpa_triton(
-            q, k, v, time_keys, chan_keys, chan_index, content_bias=content_bias, time_bias=time_bias,
-            chan_bias=chan_bias, key_mask=key_mask, window=window, scale=scale,
-        )
-    return mvpa_reference(
-        q, k, v, time_keys, chan_keys, chan_index, content_bias=content_bias, time_bias=time_bias,
-        chan_bias=chan_bias, key_mask=key_mask, window=window, scale=scale, dropout_p=dropout_p,
+    return MvpaFunction.apply(
+        q, k, v, time_keys, chan_keys, chan_index, key_mask, content_bias, time_bias, chan_bias, window, scale
     )
+
