@@ -21,9 +21,20 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from chanformer.io import write_file_atomic
 
-__all__ = ["AtomicCheckpointIO", "RemoteCheckpointError", "is_url", "load_checkpoint_file", "refuse_url"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "CheckpointMismatchError",
+    "RemoteCheckpointError",
+    "is_url",
+    "load_checkpoint_file",
+    "refuse_url",
+]
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint whose tensors (keys or shapes) do not fit the model it is loaded into."""
 
 
 class RemoteCheckpointError(ValueError):
@@ -77,6 +88,8 @@ def load_checkpoint_file(path: str | os.PathLike[str], what: str = "checkpoint",
             reason = f"refused: it holds Python objects other than tensors and plain values, which are never unpickled ({detail})"
         else:
             reason = f"not a PyTorch checkpoint ({detail})"
+    except (KeyError, IndexError):  # a text file read as a pickle fails on a memo look-up
+        reason = "not a PyTorch checkpoint (neither a zip archive nor a pickle: a text file?)"
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, TypeError) as e:
         reason = f"not a readable PyTorch checkpoint, or a truncated one ({_first_line(e)})"
     raise ValueError(f"{what} {p}: {reason}")

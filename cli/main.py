@@ -38,13 +38,38 @@ def list_recipes() -> dict[str, str]:
 
 
 def resolve_config(value: str) -> str:
-    """A config path, or the path of the shipped recipe called ``value``."""
+    """A config path, or the path of the shipped recipe called ``value``; the file must hold a
+    YAML mapping (an empty file, a list or invalid YAML is named in one line)."""
     if Path(value).is_file():
+        check_config_file(Path(value))
         return value
     candidate = recipe_dir() / f"{Path(value).stem}.yaml"
     if candidate.is_file() and (value == candidate.stem or value == candidate.name or value.startswith("recipes/")):
         return str(candidate)
     raise UsageError(f"--config {value!r}: no such file, and no recipe of that name (`chanformer recipes` lists them)")
+
+
+def check_config_file(path: Path) -> None:
+    """Raise :class:`UsageError` naming ``path`` unless it is a readable YAML mapping."""
+    import yaml
+
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"--config {path}: cannot be read as text ({e})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UsageError(f"--config {path}: not valid YAML ({where}{problem})") from None
+    if data is None:
+        raise UsageError(f"--config {path}: the file is empty (a config needs trainer/model/data sections; "
+                         "`chanformer recipes` lists complete ones)")  # fmt: skip
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {path}: expected a mapping of trainer/model/data sections, "
+                         f"got a YAML {type(data).__name__}")  # fmt: skip
 
 
 def _resolve_config_args(args: list[str]) -> list[str]:
@@ -127,11 +152,20 @@ def main(args: Sequence[str] | None = None) -> int:
         if argv[0] in COMMANDS:
             return int(COMMANDS[argv[0]](argv[1:]))
         raise UsageError(f"unknown command {argv[0]!r}; expected one of {[*LIGHTNING_COMMANDS, *COMMANDS]}")
-    except (UsageError, ValueError, TypeError, FileNotFoundError, KeyError, WriteError) as e:
+    except (UsageError, ValueError, TypeError, FileNotFoundError, KeyError, WriteError, _misconfiguration()) as e:
         if os.environ.get("CHANFORMER_TRACEBACK"):
             raise
         print(f"chanformer: error: {_root_message(e)}", file=sys.stderr)
         return 2
+
+
+def _misconfiguration() -> type[Exception]:
+    """Lightning's error for impossible trainer settings (a user error, reported in one line)."""
+    try:
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+    except ImportError:  # pragma: no cover - lightning is a dependency
+        return UsageError
+    return MisconfigurationException
 
 
 def _root_message(exc: BaseException) -> str:
@@ -142,7 +176,8 @@ def _root_message(exc: BaseException) -> str:
         chain.append(node)
         if isinstance(node, WriteError):  # names the destination; what it wraps is the bare OS error
             break
-        node = node.__cause__ or node.__context__
+        # ``raise ... from None`` marks the context as irrelevant: the error raised is the message.
+        node = node.__cause__ or (None if node.__suppress_context__ else node.__context__)
     # KeyErrors at the bottom are look-up details; the ValueError above them says what to do.
     for err in reversed(chain):
         text = str(err).strip()

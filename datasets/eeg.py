@@ -412,6 +412,7 @@ class EEGWindowDataset(Dataset[ChannelSample]):
         self.labels: list[np.ndarray] = []
         self.channel_keys: list[list[str]] = []
         self.event_counts: list[dict[str, int]] = []
+        self.onsets: list[np.ndarray] = []  # per recording, window start in seconds from the first sample
         unmapped: dict[str, list[str]] = {}
         for raw, src in zip(raws, self.sources):
             self._add_recording(raw, src, unmapped)
@@ -486,9 +487,12 @@ class EEGWindowDataset(Dataset[ChannelSample]):
             data = epochs.get_data(copy=False).astype(np.float32)
             code_to_label = {c: self.label_map.get(d, -1) for d, c in event_id.items()}
             labels = np.array([code_to_label[c] for c in epochs.events[:, 2]], dtype=np.int64)
+            onsets = (epochs.events[:, 0] - raw.first_samp) / sf + tmin
         else:
             data = np.zeros((0, len(raw.ch_names), 0), np.float32)
             labels = np.zeros(0, np.int64)
+            onsets = np.zeros(0)
+        self.onsets.append(onsets)
         if self.ea and len(data):
             data = euclidean_alignment(data)
         keys = [cmap[n] for n in raw.ch_names]
@@ -568,6 +572,13 @@ class EEGWindowDataset(Dataset[ChannelSample]):
     @property
     def targets(self) -> np.ndarray:
         return np.concatenate(self.labels)
+
+    def describe_sample(self, idx: int) -> str:
+        """``FILE, window j at 12.5 s``: where window ``idx`` was cut (for error messages)."""
+        idx = int(idx) % len(self)
+        rec = int(self.recording_of[idx])
+        j = idx - int(self.offsets[rec])
+        return f"{self.sources[rec]}, window {j} at {float(self.onsets[rec][j]):.3f} s"
 
     def __getitem__(self, idx: int) -> ChannelSample:
         if not -len(self) <= idx < len(self):

@@ -368,6 +368,11 @@ class ImageManifestDataset(Dataset[ChannelSample]):
             return torch.tensor(int(label), dtype=torch.long)
         return torch.tensor(float(label), dtype=torch.float32)
 
+    def describe_sample(self, index: int) -> str:
+        """``FILE[, FILE...] (image ID)``: the files of item ``index`` (for error messages)."""
+        item = self.items[int(index)]
+        return f"{', '.join(str(f[0]) for f in item['files'])} (image {item['id']!r})"
+
     def __getitem__(self, index: int) -> ChannelSample:
         das, keys = self.open(index)
         if self.tile is not None:

@@ -26,6 +26,9 @@ def uea_path(name: str, split: str = "train", root: PathLike | None = None) -> P
     split_u = split.upper()
     if split_u not in ("TRAIN", "TEST"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if root is not None and not Path(root).is_dir():  # a mistyped data path must not fall through to other copies
+        raise FileNotFoundError(f"UEA/UCR root={str(root)!r}: no such folder (it should hold {name}_{split_u}.ts "
+                                f"or {name}/{name}_{split_u}.ts)")  # fmt: skip
     dirs: list[Path] = [Path(p) for p in (root, os.environ.get("CHANFORMER_UEA_DIR")) if p]
     aeon_note = ""
     try:

@@ -22,6 +22,8 @@ from chanformer.registry import lookup, names, register_spec
 
 __all__ = [
     "FORMAT_VERSION",
+    "PretrainedFolderError",
+    "PretrainedMismatchError",
     "adapt_model_to_vocab",
     "load_pretrained",
     "model_spec",
@@ -102,21 +104,41 @@ def load_pretrained(
             raise FileNotFoundError(f"load_pretrained(): {p} is missing; is {directory} a chanformer pretrained folder?")
     try:
         config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"load_pretrained(): {cfg_path} is not valid JSON ({e})") from None
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{cfg_path}: format_version {config['format_version']} is newer than this chanformer")
-    model = build_from_spec(config["model"])
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PretrainedFolderError(f"load_pretrained(): {cfg_path} is not valid JSON ({e})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise PretrainedFolderError(f"{cfg_path}: expected a JSON object with a 'model' object (written by save_pretrained)")
+    version = config.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise PretrainedFolderError(f"{cfg_path}: format_version must be an integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise PretrainedFolderError(f"{cfg_path}: format_version {version} is newer than this chanformer "
+                                    f"(reads up to {FORMAT_VERSION}); upgrade chanformer")  # fmt: skip
+    try:
+        model = build_from_spec(config["model"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise PretrainedFolderError(f"{cfg_path}: cannot build the model it describes ({_one_line(e)})") from None
     try:
         state = load_file(str(weights), device=str(map_location))
     except Exception as e:  # safetensors raises its own error types for corrupt headers
-        raise ValueError(f"load_pretrained(): cannot read {weights}: {e}") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k not in _tied_keys(model)]
-    if missing or unexpected:
-        raise ValueError(f"{weights} does not match the model in {cfg_path}: missing {missing}, unexpected {unexpected}")
+        raise PretrainedFolderError(f"load_pretrained(): cannot read {weights}: {_one_line(e)}") from None
+    ours = model.state_dict()
+    shapes = [f"{k} {tuple(v.shape)} vs {tuple(ours[k].shape)}" for k, v in state.items()
+              if k in ours and tuple(v.shape) != tuple(ours[k].shape)]  # fmt: skip
+    missing = sorted(k for k in set(ours) - set(state) if k not in _tied_keys(model))
+    unexpected = sorted(set(state) - set(ours))
+    if missing or unexpected or shapes:
+        raise PretrainedMismatchError(
+            f"{weights} does not match the model in {cfg_path}: shapes (weights vs config) {shapes[:5]}, "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+            + (" (first 5 of each)" if max(len(shapes), len(missing), len(unexpected)) > 5 else "")
+        )
+    model.load_state_dict(state, strict=False)
     if (directory / "vocab.json").is_file():
-        saved = ChannelVocab.load(directory / "vocab.json")
+        try:
+            saved = ChannelVocab.load(directory / "vocab.json")
+        except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as e:
+            raise PretrainedFolderError(f"{directory / 'vocab.json'}: not a channel vocabulary ({_one_line(e)})") from None
         setattr(model, "vocab", saved)  # noqa: B010 (not an nn attribute)
         for module in model.modules():  # nested encoders (a forecaster's) index the same vocabulary
             if module is not model and getattr(module, "channel_table", None) is not None:
@@ -124,6 +146,19 @@ def load_pretrained(
     if vocab is not None:
         adapt_model_to_vocab(model, vocab, strict=strict, where=str(directory))
     return model.eval()
+
+
+class PretrainedFolderError(ValueError):
+    """A pretrained folder that cannot be read: its file and what is wrong are named."""
+
+
+class PretrainedMismatchError(PretrainedFolderError):
+    """``model.safetensors`` does not fit the model ``config.json`` describes (keys and shapes listed)."""
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def adapt_model_to_vocab(model: nn.Module, vocab: ChannelVocab, *, strict: bool = False, where: str = "") -> nn.Module:

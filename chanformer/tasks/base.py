@@ -20,6 +20,7 @@ from torchmetrics import MetricCollection
 
 from chanformer.batch import ChannelBatch
 from chanformer.channels import ChannelVocab
+from chanformer.checkpoint import CheckpointMismatchError
 from chanformer.encoders import Encoder, create_encoder
 from chanformer.hub import load_pretrained, save_pretrained
 from chanformer.remap import ChannelRemapError, plan_remap, remap_rows
@@ -125,7 +126,10 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
     def shared_step(self, batch: ChannelBatch, stage: str) -> Tensor:
         if self.requires_target and batch.target is None:
             raise ValueError(f"{type(self).__name__}: the {stage} batch has no target")
-        batch.check_finite(self.vocab if len(self.vocab) else None)
+        try:
+            batch.check_finite(self.vocab if len(self.vocab) else None)
+        except ValueError as e:
+            raise ValueError(f"{stage} batch {self._batch_index.get(stage, '?')}: {e}{self._origin(batch, stage)}") from None
         loss, preds, target = self.compute(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{stage} loss is {loss.item()} at step {self.global_step}")
@@ -135,6 +139,44 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=batch.batch_size)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=batch.batch_size)
         return loss
+
+    def _origin(self, batch: ChannelBatch, stage: str) -> str:
+        """``; it is sample 17 of the train dataset: FILE, line 25 (case 17)``, as far as the
+        dataset knows (see :mod:`chanformer.provenance`); empty when there is no loader to ask."""
+        from chanformer.provenance import describe_sample, find_nonfinite_sample
+
+        position = next((b for b in range(batch.batch_size) if not _finite(batch[b], self.vocab)), None)
+        trainer = self._trainer
+        if position is None or trainer is None:
+            return ""
+        loaders = {"train": "train_dataloader", "val": "val_dataloaders", "test": "test_dataloaders"}
+        loader = getattr(trainer, loaders.get(stage, ""), None)
+        if isinstance(loader, (list, tuple)):
+            loader = loader[0] if len(loader) == 1 else None
+        dataset, index, searched_all = find_nonfinite_sample(loader, self._batch_index.get(stage), position)
+        if dataset is None:
+            return ""
+        if index is None:
+            if not searched_all:
+                return ""
+            return (f"; no sample of the {stage} dataset ({type(dataset).__name__}) holds a non-finite value, so it "
+                    "arose after loading (an augmentation or transform, or the transfer to the device)")  # fmt: skip
+        return f"; it is sample {index} of the {stage} dataset: {describe_sample(dataset, index)}"
+
+    @property
+    def _batch_index(self) -> dict[str, int]:
+        if "_batch_indices" not in self.__dict__:
+            self.__dict__["_batch_indices"] = {}
+        return self.__dict__["_batch_indices"]  # type: ignore[no-any-return]
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._batch_index["train"] = batch_idx
+
+    def on_validation_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._batch_index["val"] = batch_idx
+
+    def on_test_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._batch_index["test"] = batch_idx
 
     def training_step(self, batch: ChannelBatch, batch_idx: int) -> Tensor:
         return self.shared_step(batch, "train")
@@ -217,6 +259,36 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
             state[key] = remap_rows(state[key], plan)
             module.vocab = self.vocab
 
+    def _check_checkpoint_fits(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse, in one line, a checkpoint whose tensors do not fit this model (before Lightning's
+        ``load_state_dict`` would raise its multi-line error): file, first differing keys and shapes."""
+        state = checkpoint.get("state_dict")
+        if not isinstance(state, dict):
+            return
+        ours = self.state_dict()
+        shapes = [f"{k} {tuple(v.shape)} vs {tuple(ours[k].shape)}" for k, v in state.items()
+                  if k in ours and isinstance(v, Tensor) and v.shape != ours[k].shape]  # fmt: skip
+        strict = bool(getattr(self, "strict_loading", True))
+        missing = sorted(set(ours) - set(state)) if strict else []
+        unexpected = sorted(set(state) - set(ours)) if strict else []
+        if not (shapes or missing or unexpected):
+            return
+        path = self._trainer.ckpt_path if self._trainer is not None else None
+
+        def first(items: list[str]) -> str:
+            return ", ".join(items[:3]) + (f" (+{len(items) - 3} more)" if len(items) > 3 else "")
+
+        parts = [f"shapes (checkpoint vs model): {first(shapes)}"] if shapes else []
+        parts += [f"missing from the checkpoint: {first(missing)}"] if missing else []
+        parts += [f"not in the model: {first(unexpected)}"] if unexpected else []
+        name = self.hparams.get("encoder") or self.hparams.get("model")
+        model = f"{type(self).__name__}({name!r})" if isinstance(name, str) else type(self).__name__
+        raise CheckpointMismatchError(
+            f"--ckpt_path {path or '(checkpoint)'}: its tensors do not fit the config's model {model}: "
+            f"{'; '.join(parts)}; the checkpoint was trained with "
+            "another model or other data (channels, classes): use that config and data"
+        )
+
     # -- reproducible resumption: RNG states travel in the checkpoint ---------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Plain tensors, ints and tuples only, so the checkpoint loads with weights_only=True.
@@ -232,9 +304,18 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
         saved = checkpoint.get("chanformer_vocab")
         if saved is not None and len(self.vocab):
             self._remap_checkpoint_channels(checkpoint, ChannelVocab.from_json(saved))
+        self._check_checkpoint_fits(checkpoint)
         rng = checkpoint.get("chanformer_rng")
         if rng is not None:
             torch.set_rng_state(rng["torch"])
             name, keys, pos, has_gauss, gauss = rng["numpy"]
             np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
             random.setstate(rng["python"])
+
+
+def _finite(sample: ChannelBatch, vocab: ChannelVocab) -> bool:
+    try:
+        sample.check_finite(vocab if len(vocab) else None)
+    except ValueError:
+        return False
+    return True
