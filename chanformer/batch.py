@@ -422,21 +422,46 @@ class ChannelBatch(PaddedSet):
         vocab: ChannelVocab,
         *,
         prefix: str = "eeg/",
+        on_unknown: str = "raise",
+        aliases: dict[str, str] | None = None,
     ) -> ChannelBatch:
         """Batch from an mne ``Raw`` (``B = 1``) or ``Epochs`` (``B = n_epochs``), values in volts.
 
-        Channel names are resolved case-insensitively against ``vocab`` (``FP1``, ``Fp1`` and
-        ``EEG Fp1-Ref`` all map to ``eeg/Fp1``); unknown names raise an error listing them.
+        Channel names are resolved case-insensitively against ``vocab`` through
+        :meth:`ChannelVocab.resolve` (``FP1``, ``Fp1``, ``EEG Fp1-Ref``, PhysioNet's ``Fp1.`` all
+        map to ``eeg/Fp1``; ``aliases`` maps further names to keys). Channels that do not resolve
+        (unknown names, and non-EEG channels: stim/``Status``, ECG, EOG, EMG, respiration, ... by
+        mne type or by name) are handled by ``on_unknown``:
+
+        * ``"raise"`` (default): :class:`UnknownChannelError` naming every one of them;
+        * ``"warn"``: leave them out with a ``UserWarning`` naming them and why;
+        * ``"drop"``: leave them out silently.
+
+        Either way, the channels left out are in ``batch.meta["dropped_channels"]``
+        (``{name: reason}``); a recording left with no channel raises.
         """
+        if on_unknown not in ("raise", "drop", "warn"):
+            raise ValueError(f"from_mne(on_unknown={on_unknown!r}): expected 'raise', 'drop' or 'warn'")
         names = list(inst.ch_names)
-        keys = [vocab.resolve(n, prefix) for n in names]
-        unknown = [n for n, k in zip(names, keys) if k is None]
-        if unknown:
-            raise UnknownChannelError(unknown, vocab.name)
-        data = inst.get_data()
+        kept, keys, dropped = resolve_mne_channels(names, inst.get_channel_types(), vocab, prefix=prefix, aliases=aliases)
+        if dropped and on_unknown == "raise":
+            raise UnknownChannelError(
+                [f"{n} ({why})" for n, why in dropped.items()],
+                f"{vocab.name} (pass on_unknown='drop' or 'warn' to leave them out)",
+            )
+        if dropped and on_unknown == "warn":
+            import warnings
+
+            listing = ", ".join(f"{n} ({why})" for n, why in dropped.items())
+            warnings.warn(f"from_mne(): leaving out {len(dropped)} channel(s): {listing}", UserWarning, stacklevel=2)
+        if not kept:
+            raise UnknownChannelError(names, f"{vocab.name} (no channel of the recording resolves)")
+        data = inst.get_data(picks=kept)
         if data.ndim == 2:
             data = data[None]
-        return cls.from_numpy(data.astype(np.float32), keys, vocab, sfreq=float(inst.info["sfreq"]))  # type: ignore[arg-type]
+        batch = cls.from_numpy(data.astype(np.float32), keys, vocab, sfreq=float(inst.info["sfreq"]))
+        batch.meta["dropped_channels"] = dropped
+        return batch
 
     # -- channel operations -------------------------------------------------------------------
     def select(self, channel_ids: Sequence[int] | Tensor) -> ChannelBatch:
@@ -483,6 +508,68 @@ class ChannelBatch(PaddedSet):
         ids = self.channel_ids[sample][self.mask[sample]].tolist()
         return [vocab[i].key for i in ids]
 
+
+
+#: mne channel types that carry brain signals (others: stim, ecg, eog, emg, resp, misc, bio, ...).
+MNE_DATA_TYPES = ("eeg", "seeg", "ecog", "dbs")
+#: Name prefixes of channels that are not EEG even when a file types them as EEG (EDF often does).
+NON_EEG_NAMES = ("ECG", "EKG", "EOG", "EMG", "SAO2", "SPO2", "RESP", "PULSE", "PLETH", "STATUS", "STI", "TRIG",
+                 "PHOTIC", "EVENT", "MARKER", "BP", "TEMP", "HR", "ERGO", "DC", "X", "$", "PAT", "TECH")  # fmt: skip
+
+
+def non_eeg_reason(name: str, ch_type: str | None = None) -> str | None:
+    """Why channel ``name`` (of mne type ``ch_type``) is not an EEG/iEEG signal, or ``None``.
+
+    By type (``stim``, ``ecg``, ``eog``, ``misc``, ...) or by name: the type word of an EDF
+    label (``ECG ECG1``, ``SaO2 X9``), ``Status``/trigger channels, and EDF ``POL`` labels of
+    polygraphic inputs (``POL DC01``, ``POL $A1``, ``POL EKG1``).
+    """
+    if ch_type is not None and ch_type not in MNE_DATA_TYPES:
+        return f"{ch_type} channel"
+    label = name.strip().upper()
+    for lead in ("POL ", "EEG "):
+        if label.startswith(lead):
+            label = label[len(lead) :].strip()
+    word = label.replace("-", " ").replace("_", " ").split(" ")[0] if label else ""
+    for pre in NON_EEG_NAMES:
+        if pre in ("X", "DC", "BP", "HR", "$"):
+            # short prefixes: only with a number (X1, DC01, BP3) or for $-labels
+            if word.startswith(pre) and (pre == "$" or word[len(pre):].isdigit()):
+                return "not EEG (name)"
+        elif word.startswith(pre):
+            return "not EEG (name)"
+    return None
+
+
+def resolve_mne_channels(
+    names: Sequence[str],
+    ch_types: Sequence[str] | None,
+    vocab: ChannelVocab,
+    *,
+    prefix: str = "eeg/",
+    aliases: dict[str, str] | None = None,
+) -> tuple[list[int], list[str], dict[str, str]]:
+    """Resolve recording channel ``names`` against ``vocab``: ``(kept indices, their keys,
+    {left-out name: reason})``. A name that resolves is kept unless its type says it is not a
+    brain signal; a key claimed by two channels keeps the first."""
+    kept: list[int] = []
+    keys: list[str] = []
+    dropped: dict[str, str] = {}
+    types = list(ch_types) if ch_types is not None else [None] * len(names)
+    for i, (name, kind) in enumerate(zip(names, types)):
+        if kind is not None and kind not in MNE_DATA_TYPES:
+            dropped[name] = f"{kind} channel"
+            continue
+        key = vocab.resolve(name, prefix, aliases)
+        if key is None:
+            dropped[name] = non_eeg_reason(name) or f"not in vocabulary {vocab.name!r}"
+            continue
+        if key in keys:
+            dropped[name] = f"duplicate of {names[kept[keys.index(key)]]!r} ({key})"
+            continue
+        kept.append(i)
+        keys.append(key)
+    return kept, keys, dropped
 
 
 class BagLike(Protocol):

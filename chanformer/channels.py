@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -155,14 +155,25 @@ class ChannelVocab:
             raise UnknownChannelError(missing, self.name)
         return [self._index[k] for k in keys]
 
-    def resolve(self, name: str, prefix: str = "") -> str | None:
+    def resolve(self, name: str, prefix: str = "", aliases: Mapping[str, str] | None = None) -> str | None:
         """Case-insensitive look-up of a loosely written name, returning the canonical key.
 
-        Tries ``name``, ``prefix + name`` and, for names such as ``"EEG Fp1-Ref"``, the
-        core token with the usual ``EEG``/``-Ref``/``-REF``/``-LE`` decorations removed.
-        Returns ``None`` when nothing matches.
+        Tries, in order: ``aliases`` (name -> key, case-insensitive, also for the undecorated
+        name), ``name``, ``prefix + name``; then the core token with the usual recording
+        decorations removed: a leading ``EEG``/``POL``/``ECG``/``EOG`` type word, a trailing
+        reference (``-Ref``, ``-LE``, ``-AR``, ``-AVG``, ``-A1``, ``-M2``, ...) and PhysioNet's
+        padding dots (``Fc5.``, ``C3..``); finally the old 10-20 names and their 10-10 synonyms
+        (``T3`` <-> ``T7``, ``T4`` <-> ``T8``, ``T5`` <-> ``P7``, ``T6`` <-> ``P8``), so a model
+        trained on either spelling finds the other. Returns ``None`` when nothing matches.
         """
-        for cand in _candidates(name, prefix):
+        cands = _candidates(name, prefix)
+        if aliases:
+            folded_aliases = {str(k).strip().casefold(): v for k, v in aliases.items()}
+            for cand in cands:
+                hit = folded_aliases.get(cand.casefold())
+                if hit is not None and hit in self._index:
+                    return hit
+        for cand in cands:
             idx = self._folded.get(cand.casefold())
             if idx is not None:
                 return self.channels[idx].key
@@ -194,20 +205,39 @@ class ChannelVocab:
         return cls.from_json(data)
 
 
-def _candidates(name: str, prefix: str) -> list[str]:
-    core = name.strip()
-    out = [core, prefix + core]
+#: Old 10-20 temporal names and their 10-10 replacements (both directions are tried).
+EEG_SYNONYMS: dict[str, str] = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}
+_SYNONYMS_FOLDED = {**{k.casefold(): v for k, v in EEG_SYNONYMS.items()},
+                    **{v.casefold(): k for k, v in EEG_SYNONYMS.items()}}  # fmt: skip
+_LEADS = ("EEG ", "EEG-", "EEG_", "EEG:", "POL ", "ECG ", "EOG ", "EMG ", "SEEG ", "ECOG ", "IEEG ")
+_TAILS = ("-REF", "-LE", "-RE", "-AR", "-AVG", "-AV", "-CAR", "-A1", "-A2", "-M1", "-M2", "-A12", "-A1A2", "-LR")
+
+
+def _strip_decorations(core: str) -> str:
     stripped = core
-    for lead in ("EEG ", "EEG-", "EEG_", "POL ", "ECG ", "EOG "):
+    for lead in _LEADS:
         if stripped.upper().startswith(lead):
-            stripped = stripped[len(lead) :]
-    for tail in ("-REF", "-LE", "-AR", "-AVG", "-A1", "-A2", "-M1", "-M2"):
-        if stripped.upper().endswith(tail):
+            stripped = stripped[len(lead) :].strip()
+            break
+    for tail in _TAILS:
+        if stripped.upper().endswith(tail) and len(stripped) > len(tail):
             stripped = stripped[: -len(tail)]
-    stripped = stripped.strip()
-    if stripped != core:
+            break
+    # PhysioNet EDF labels pad names to 4 characters with dots: "Fc5.", "C3..", "Fp1."
+    return stripped.rstrip(".").strip()
+
+
+def _candidates(name: str, prefix: str) -> list[str]:
+    core = str(name).strip()
+    out = [core, prefix + core]
+    stripped = _strip_decorations(core)
+    if stripped and stripped != core:
         out += [stripped, prefix + stripped]
-    return out
+    base = (stripped or core).split("/")[-1]
+    synonym = _SYNONYMS_FOLDED.get(base.casefold())
+    if synonym is not None:
+        out += [synonym, prefix + synonym]
+    return list(dict.fromkeys(out))
 
 
 # -- standard vocabularies ----------------------------------------------------------------

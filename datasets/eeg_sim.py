@@ -29,6 +29,7 @@ from torch.utils.data import Subset
 
 from chanformer.batch import ChannelSample
 from chanformer.channels import eeg_1005_vocab
+from chanformer.contract import InputContract
 from chanformer.datasets.datamodule import ChannelDataModule, stratified_split
 from chanformer.datasets.eeg import EEGWindowDataset
 from chanformer.spec import DataSpec
@@ -376,6 +377,19 @@ class SimulatedMIDataModule(ChannelDataModule):
     def spec(self) -> DataSpec:
         return DataSpec(vocab=self.vocab, n_times=self.n_times, sfreq=self.resample, num_classes=2,
                         class_names=list(MI_CLASSES))
+
+    def input_contract(self) -> InputContract:
+        """The trials' preprocessing for the pretrained export: rate, band-pass, trial span as the
+        window, Euclidean alignment, the volts -> model-units scale."""
+        scale = self.scale if self.scale is not None else (1.0 if self.ea else 1e5)
+        return InputContract(
+            modality="eeg", channels=[k for k in self.vocab.keys if k.split("/", 1)[1] in MI_CHANNELS], key_prefix="eeg/",
+            sfreq=self.resample, l_freq=self.l_freq, h_freq=self.h_freq, window_s=self.tmax - self.tmin,
+            n_times=self.n_times, alignment="euclidean" if self.ea else "none", scale=scale if scale != 1.0 else None,
+            units="V" if scale == 1.0 else f"V x {scale:g}", picks=["eeg"],
+            extra={"mode": "events", "tmin": self.tmin, "tmax": self.tmax, "classes": list(MI_CLASSES),
+                   "simulated": True},
+        )  # fmt: skip
 
     def build_dataset(self) -> EEGWindowDataset:
         raws = simulate_motor_imagery(self.n_subjects, self.n_trials, seed=self.sim_seed,

@@ -9,6 +9,7 @@ import numpy as np
 from torch.utils.data import Subset
 
 from chanformer.channels import ChannelVocab
+from chanformer.contract import InputContract
 from chanformer.datasets.datamodule import ChannelDataModule
 from chanformer.datasets.eeg import DATA_TYPES, EEGWindowDataset
 from chanformer.datasets.eeg_cache import CachedWindowDataset, cache_key, cache_windows, is_complete
@@ -102,6 +103,24 @@ class EEGDataModule(ChannelDataModule):
     def spec(self) -> DataSpec:
         ds = self.dataset
         return DataSpec(vocab=ds.vocab, n_times=ds.n_times, sfreq=ds.sfreq, num_classes=ds.num_classes)
+
+    def input_contract(self) -> InputContract:
+        """The preprocessing of these windows, for the pretrained export (rate, band-pass,
+        reference, window or trial span, alignment, units volts, the channels seen)."""
+        ds, kw = self.dataset, self._kw
+        used = {k for keys in getattr(ds, "channel_keys", []) for k in keys}
+        channels = [k for k in ds.vocab.keys if k in used] if used else list(ds.vocab.keys)
+        events = kw["mode"] == "events"
+        window = float(kw["tmax"]) - float(kw["tmin"]) if events else float(kw["window_s"])  # type: ignore[arg-type]
+        stride = None if events else kw["stride_s"]
+        extra = {"mode": kw["mode"]} | ({"tmin": kw["tmin"], "tmax": kw["tmax"], "label_map": kw["label_map"]} if events else {})
+        picks = list(kw["picks"])  # type: ignore[call-overload]
+        return InputContract(
+            modality="eeg", channels=channels, key_prefix="eeg/", sfreq=ds.sfreq, l_freq=kw["l_freq"],  # type: ignore[arg-type]
+            h_freq=kw["h_freq"], reference=str(kw["reference"]), window_s=window, stride_s=stride,  # type: ignore[arg-type]
+            n_times=ds.n_times or None, alignment="euclidean" if kw["euclidean_alignment"] else "none", units="V",
+            picks=picks, extra=extra,
+        )  # fmt: skip
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:

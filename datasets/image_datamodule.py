@@ -20,6 +20,7 @@ from torch.utils.data import Dataset, Subset
 
 from chanformer.batch import ChannelSample
 from chanformer.channels import Channel, ChannelVocab
+from chanformer.contract import InputContract
 from chanformer.datasets.datamodule import ChannelDataModule, stratified_split
 from chanformer.datasets.imaging import ImageAugment, ImageManifestDataset
 from chanformer.datasets.imaging_sim import SyntheticImageDataset, cell_painting_vocab
@@ -221,6 +222,31 @@ class ImageDataModule(ChannelDataModule):
         elif self.num_classes:
             names = [str(c) for c in self._classes or []]
         return DataSpec(vocab=self.vocab, image_size=size, num_classes=self.num_classes, class_names=names)
+
+    def input_contract(self) -> InputContract:
+        """The images' preprocessing for the pretrained export: tile size, the per-channel
+        normaliser statistics fitted on the training images (keyed by channel), the channels,
+        and aliases for common names of the DNA stain."""
+        size = self.image_size if self.source == "synthetic" else (self.tile or None)
+        normalizer = None
+        if self.source != "synthetic" and self.normalize:
+            if self.train_dataset is None:
+                self.setup("fit")
+            ds: Any = self.train_dataset
+            while ds is not None and getattr(ds, "normalizer", None) is None:
+                ds = getattr(ds, "ds", None) or getattr(ds, "dataset", None)
+            fitted = getattr(ds, "normalizer", None)
+            normalizer = fitted.to_json() if fitted is not None and fitted.fitted else None
+        keys = list(self.vocab.keys)
+        aliases = {n: "stain/DNA" for n in ("DAPI", "Hoechst", "Hoechst 33342", "Hoechst33342", "nuclei")
+                   if "stain/DNA" in self.vocab}  # fmt: skip
+        prefixes = {k.split("/", 1)[0] for k in keys if "/" in k}
+        return InputContract(
+            modality="image", channels=keys, key_prefix=f"{prefixes.pop()}/" if len(prefixes) == 1 else "",
+            tile_size=size, image_size=self.image_size if self.source == "synthetic" else None,
+            units="normalised" if normalizer else "", normalizer=normalizer, aliases=aliases,
+            extra={"source": self.source},
+        )  # fmt: skip
 
     # -- datasets ------------------------------------------------------------------------
     def _augment(self) -> ImageAugment | None:

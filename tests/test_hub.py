@@ -28,7 +28,7 @@ def test_save_load_identical_with_vocab(tmp_path):
     enc = create_encoder("softs_test", d_model=20).eval()
     vocab = series_vocab(["a", "b", "c"])
     save_pretrained(enc, tmp_path / "enc", vocab=vocab)
-    assert sorted(p.name for p in (tmp_path / "enc").iterdir()) == ["config.json", "model.safetensors", "vocab.json"]
+    assert sorted(p.name for p in (tmp_path / "enc").iterdir()) == ["README.md", "config.json", "model.safetensors", "vocab.json"]
     loaded = load_pretrained(tmp_path / "enc")
     assert loaded.vocab == vocab
     batch = ChannelBatch.collate([ChannelSample(torch.randn(3, 16), torch.arange(3))])

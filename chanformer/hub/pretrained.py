@@ -1,4 +1,8 @@
-"""Pretrained folders: ``config.json`` + ``model.safetensors`` (+ ``vocab.json``), never pickle.
+"""Pretrained folders: ``config.json`` + ``model.safetensors`` (+ ``vocab.json``) + ``README.md``, never pickle.
+
+``config.json`` also holds the model's input contract (:class:`~chanformer.contract.InputContract`:
+the preprocessing it was trained with) and ``README.md`` is a model card with YAML front matter,
+so a folder is Hugging Face Hub-compatible as it is (:mod:`chanformer.hub.remote`).
 
 Any module that answers ``pretrained_spec() -> dict`` can be saved; the spec's ``kind`` names
 a builder registered with :func:`register_model_kind` that rebuilds the module from JSON.
@@ -17,7 +21,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from chanformer.channels import ChannelVocab
-from chanformer.io import atomic_directory
+from chanformer.contract import InputContract
+from chanformer.hub.card import ModelCard, read_model_card, render_model_card
+from chanformer.hub.remote import resolve_pretrained
+from chanformer.io import atomic_directory, write_text_atomic
 from chanformer.registry import lookup, names, register_spec
 
 __all__ = [
@@ -25,10 +32,12 @@ __all__ = [
     "PretrainedFolderError",
     "PretrainedMismatchError",
     "adapt_model_to_vocab",
+    "load_input_contract",
     "load_pretrained",
     "model_spec",
     "register_model_kind",
     "save_pretrained",
+    "update_model_card",
 ]
 
 FORMAT_VERSION = 1
@@ -60,26 +69,84 @@ def build_from_spec(spec: dict[str, Any]) -> nn.Module:
 
 
 def save_pretrained(
-    model: nn.Module, directory: str | os.PathLike[str], *, vocab: ChannelVocab | None = None, **extra: Any
+    model: nn.Module,
+    directory: str | os.PathLike[str],
+    *,
+    vocab: ChannelVocab | None = None,
+    input_contract: InputContract | None = None,
+    card: ModelCard | str | None = None,
+    **extra: Any,
 ) -> Path:
     """Write ``model`` to ``directory`` atomically (all files appear together, or none change).
 
-    Files: ``config.json`` (spec, format version, ``extra`` metadata), ``model.safetensors``
-    (the state dict, contiguous CPU tensors) and ``vocab.json`` when the model (or the
-    ``vocab`` argument) has a channel vocabulary.
+    Files: ``config.json`` (spec, format version, the ``input_contract`` when given, ``extra``
+    metadata), ``model.safetensors`` (the state dict, contiguous CPU tensors), ``vocab.json``
+    when the model (or the ``vocab`` argument) has a channel vocabulary, and ``README.md``: the
+    model card (``card``: a :class:`~chanformer.hub.card.ModelCard`, ready Markdown, or ``None``
+    for a minimal card naming the model).
     """
     directory = Path(directory)
     vocab = vocab if vocab is not None else getattr(model, "vocab", None)
-    config = {"format_version": FORMAT_VERSION, "model": model_spec(model), **extra}
+    spec = model_spec(model)
+    config: dict[str, Any] = {"format_version": FORMAT_VERSION, "model": spec}
+    if input_contract is not None:
+        if not isinstance(input_contract, InputContract):
+            got = type(input_contract).__name__
+            raise TypeError(f"save_pretrained(input_contract=...): expected an InputContract, got {got}")
+        config["input_contract"] = input_contract.to_json()
+    config.update(extra)
     json.dumps(config)  # fail before touching the disk when metadata is not JSON-able
+    if card is None:
+        card = ModelCard(model=str(spec.get("name") or spec.get("kind") or type(model).__name__))
+    if isinstance(card, ModelCard) and input_contract is not None and not card.contract_summary:
+        card.contract_summary = input_contract.describe()
+    readme = card if isinstance(card, str) else render_model_card(card)
     with atomic_directory(directory) as tmp:
         tmp.mkdir()
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         save_file(_untie(state), str(tmp / "model.safetensors"))
         (tmp / "config.json").write_text(json.dumps(config, indent=1))
+        (tmp / "README.md").write_text(readme)
         if vocab is not None:
             vocab.save(tmp / "vocab.json")
     return directory
+
+
+def update_model_card(directory: str | os.PathLike[str], *, metrics: dict[str, float] | None = None) -> Path:
+    """Merge ``metrics`` into the model card of a saved folder (atomically; the weights are untouched).
+
+    Used after ``test`` runs that follow the export of ``fit``, so the card lists test metrics too.
+    """
+    path = Path(directory) / "README.md"
+    front, _ = read_model_card(path.read_text()) if path.is_file() else ({}, "")
+    known = {"model", "task", "training_data", "intended_use", "limitations", "license", "citation", "tags"}
+    card = ModelCard(**{k: front[k] for k in known if k in front})
+    card.tags = [t for t in card.tags if t not in ("chanformer", "channel-adaptive")]
+    card.metrics = {**front.get("metrics", {}), **{k: float(v) for k, v in (metrics or {}).items()}}
+    card.extra = {k: v for k, v in front.items() if k not in known | {"metrics", "library_name", "datasets"}}
+    contract = load_input_contract(directory)
+    if contract is not None:
+        card.contract_summary = contract.describe()
+    write_text_atomic(path, render_model_card(card))
+    return path
+
+
+def load_input_contract(directory: str | os.PathLike[str]) -> InputContract | None:
+    """The input contract stored in a pretrained folder's ``config.json`` (``None`` if it has none)."""
+    cfg_path = Path(directory) / "config.json"
+    try:
+        config = json.loads(cfg_path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{cfg_path} is missing; is {directory} a chanformer pretrained folder?") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{cfg_path} is not valid JSON ({e})") from None
+    data = config.get("input_contract")
+    if data is None:
+        return None
+    try:
+        return InputContract.from_json(data)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{cfg_path}: input_contract: {e}") from None
 
 
 def load_pretrained(
@@ -88,15 +155,22 @@ def load_pretrained(
     *,
     vocab: ChannelVocab | None = None,
     strict: bool = False,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> nn.Module:
     """Rebuild a model saved by :func:`save_pretrained`; reads JSON and safetensors only.
+
+    ``directory`` is a folder or a Hugging Face Hub id ``owner/name`` (``revision`` and
+    ``cache_dir`` are passed to ``huggingface_hub.snapshot_download``; with ``HF_HUB_OFFLINE=1``
+    only the local cache is read; see :func:`~chanformer.hub.remote.resolve_pretrained`). The
+    stored input contract, if any, is attached as ``model.input_contract``.
 
     With ``vocab`` (the vocabulary of the data the model will see), every channel-indexed
     table is re-indexed by channel key onto it (:func:`adapt_model_to_vocab`): the same
     channels in another order give identical embeddings, channels the model never saw are
     initialised from metadata with a warning, or refused with ``strict=True``.
     """
-    directory = Path(directory)
+    directory = resolve_pretrained(directory, revision=revision, cache_dir=cache_dir)
     cfg_path = directory / "config.json"
     weights = directory / "model.safetensors"
     for p in (cfg_path, weights):
@@ -143,6 +217,11 @@ def load_pretrained(
         for module in model.modules():  # nested encoders (a forecaster's) index the same vocabulary
             if module is not model and getattr(module, "channel_table", None) is not None:
                 setattr(module, "vocab", saved)  # noqa: B010
+    contract = config.get("input_contract")
+    try:
+        setattr(model, "input_contract", None if contract is None else InputContract.from_json(contract))  # noqa: B010
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{cfg_path}: input_contract: {e}") from None
     if vocab is not None:
         adapt_model_to_vocab(model, vocab, strict=strict, where=str(directory))
     return model.eval()

@@ -21,8 +21,9 @@ from torchmetrics import MetricCollection
 from chanformer.batch import ChannelBatch
 from chanformer.channels import ChannelVocab
 from chanformer.checkpoint import CheckpointMismatchError
+from chanformer.contract import InputContract
 from chanformer.encoders import Encoder, create_encoder
-from chanformer.hub import load_pretrained, save_pretrained
+from chanformer.hub import ModelCard, load_pretrained, save_pretrained, update_model_card
 from chanformer.remap import ChannelRemapError, plan_remap, remap_rows
 from chanformer.spec import DataSpec
 
@@ -223,8 +224,70 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
 
     def on_fit_end(self) -> None:
         if self.trainer.is_global_zero:
-            path = save_pretrained(self.exportable(), self.export_path(), vocab=self.vocab)
+            path = self.export_pretrained(self.exportable(), self.vocab)
             self.print(f"exported {type(self.exportable()).__name__} to {path}")
+
+    # -- what travels with the export: input contract and model card ----------------------------
+    def _datamodule(self) -> Any:
+        return getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+
+    def input_contract(self) -> InputContract | None:
+        """The preprocessing the exported model expects: the datamodule's ``input_contract()``
+        when it has one, else what its ``spec`` (or this task's ``data_spec``) tells. A contract
+        that cannot be built is reported with a warning (the export goes on without it)."""
+        dm = self._datamodule()
+        try:
+            fn = getattr(dm, "input_contract", None)
+            if callable(fn):
+                return fn()  # type: ignore[no-any-return]
+            spec = getattr(dm, "spec", None)
+            return InputContract.from_spec(spec if isinstance(spec, DataSpec) else self.data_spec)
+        except Exception as e:  # noqa: BLE001 - an export must not fail on its description
+            warnings.warn(f"{type(self).__name__}: no input contract exported ({type(e).__name__}: {e})", stacklevel=2)
+            return None
+
+    def run_metrics(self, prefix: str = "") -> dict[str, float]:
+        """Finite scalar metrics logged so far in this run (``trainer.callback_metrics``)."""
+        out: dict[str, float] = {}
+        if self._trainer is None:
+            return out
+        for name, value in self.trainer.callback_metrics.items():
+            if not name.startswith(prefix):
+                continue
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                continue
+            if np.isfinite(v):
+                out[name] = v
+        return out
+
+    def model_card(self) -> ModelCard:
+        """The exported model's card: task, training data (the datamodule and its arguments),
+        metrics of the run so far; test metrics are added by :meth:`on_test_end`."""
+        dm = self._datamodule()
+        data = ""
+        if dm is not None:
+            hp = getattr(dm, "hparams", {}) or {}
+            shown = [f"{k}={v!r}" for k, v in hp.items() if isinstance(v, (str, int, float, bool)) and v is not None][:8]
+            data = f"{type(dm).__name__}({', '.join(shown)})"
+        model = self.hparams.get("encoder") or self.hparams.get("model") or type(self.exportable()).__name__
+        return ModelCard(model=str(model), task=type(self).__name__, training_data=data, metrics=self.run_metrics())
+
+    def export_pretrained(self, module: nn.Module, vocab: ChannelVocab | None) -> Path:
+        """``save_pretrained`` of ``module`` to :meth:`export_path` with this run's input contract
+        and model card (tasks that export something else call this from their ``on_fit_end``)."""
+        vocab = vocab if vocab is not None and len(vocab) else None
+        path = save_pretrained(module, self.export_path(), vocab=vocab, input_contract=self.input_contract(),
+                               card=self.model_card())  # fmt: skip
+        self.__dict__["_exported_to"] = path
+        return path
+
+    def on_test_end(self) -> None:
+        """Add the test metrics to the model card this run exported (if it exported one)."""
+        path = self.__dict__.get("_exported_to")
+        if path is not None and self.trainer.is_global_zero and Path(path, "README.md").is_file():
+            update_model_card(path, metrics=self.run_metrics("test/"))
 
     def _remap_checkpoint_channels(self, checkpoint: dict[str, Any], saved: ChannelVocab) -> None:
         """Re-index the checkpoint's channel tables by key onto this run's vocabulary (in place)."""

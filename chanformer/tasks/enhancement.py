@@ -22,7 +22,7 @@ from torchmetrics import MetricCollection
 
 from chanformer.batch import ChannelBatch
 from chanformer.encoders.mambattention import MambAttention
-from chanformer.hub import load_pretrained, save_pretrained
+from chanformer.hub import load_pretrained
 from chanformer.registry import create_model, list_models
 from chanformer.spec import DataSpec
 from chanformer.tasks.base import ChannelTask, OptimizerCallable, SchedulerCallable, _default_optimizer
@@ -245,7 +245,7 @@ class EnhancementTask(ChannelTask):
 
     def on_fit_end(self) -> None:
         if self.trainer.is_global_zero:
-            path = save_pretrained(self.model, self.export_path())
+            path = self.export_pretrained(self.model, None)
             self.print(f"exported MambAttention to {path}")
 
 
