@@ -132,19 +132,27 @@ def _wsi(args: list[str]) -> int:
     return wsi_main(args)
 
 
-COMMANDS: dict[str, Any] = {"recipes": _recipes, "encoders": _encoders, "reference": _reference, "wsi": _wsi}
+def _embed(args: list[str]) -> int:
+    from chanformer.cli.embed import embed_main
+
+    return embed_main(args)
+
+
+COMMANDS: dict[str, Any] = {"recipes": _recipes, "encoders": _encoders, "reference": _reference, "wsi": _wsi,
+                            "embed": _embed}  # fmt: skip
 
 
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point of the ``chanformer`` command; returns the exit status."""
     argv = list(sys.argv[1:] if args is None else args)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: chanformer {fit,validate,test,predict,recipes,encoders,reference,wsi} ...")
+        print("usage: chanformer {fit,validate,test,predict,recipes,encoders,reference,wsi,embed} ...")
         print(f"  chanformer fit                 train the default recipe ({DEFAULT_RECIPE})")
         print("  chanformer fit --config NAME   train a shipped recipe or a YAML file")
         print("  chanformer recipes | encoders  list recipes / registered encoders")
         print("  chanformer reference check PATH...   compare with original implementations' outputs")
         print("  chanformer wsi synth|tile|extract|heatmap ...   whole-slide images -> feature bags -> heatmaps")
+        print("  chanformer embed MODEL FILES... --out OUT.zarr   embeddings of recordings, images or audio")
         return 0
     try:
         if argv[0] in LIGHTNING_COMMANDS:
