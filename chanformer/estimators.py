@@ -31,8 +31,8 @@ scaled by mean and standard deviation per channel name, measured on the training
 
 Training runs a plain PyTorch loop, not a Lightning ``Trainer``: the classifier's network *is*
 the package's :class:`~chanformer.tasks.ClassificationTask` (its head, loss and forward), driven
-by ``task.compute`` batch by batch. A ``Trainer`` costs about a second per ``fit`` to set up
-(loggers, callbacks, the pretrained export every task writes at the end of ``fit``), scikit-learn's
+by ``task.compute`` batch by batch. A ``Trainer`` sets up loggers and callbacks on every
+``fit`` and each task writes a pretrained export at the end of it, scikit-learn's
 estimator checks and ``cross_val_score`` call ``fit`` hundreds of times, and the loop here is what
 makes ``random_state`` reproduce a fit bit for bit (one seeded generator for initialisation,
 shuffling and dropout, the caller's global RNG state left untouched). The package has no
