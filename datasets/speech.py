@@ -23,6 +23,7 @@ multi-channel file keeps its channels. Waveforms are ``float32 [C, L]``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -39,7 +40,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from chanformer.batch import ChannelSample
+from chanformer.batch import ChannelBatch, ChannelSample
 from chanformer.channels import Channel, ChannelVocab
 from chanformer.datasets.datamodule import ChannelDataModule
 from chanformer.io import safe_id
@@ -54,9 +55,11 @@ __all__ = [
     "SpeakerVerificationDataModule",
     "UtteranceDataset",
     "VerificationTrials",
+    "all_pairs_trials",
     "babble",
     "coloured_noise",
     "espeak_available",
+    "flat_speaker_files",
     "generate_espeak_corpus",
     "make_noisy_clean_pairs",
     "mic_vocab",
@@ -256,6 +259,10 @@ class SpeakerFolderDataset(Dataset[ChannelSample]):
     Args:
         augment: training-time speed (0.9/1.0/1.1) and volume (+-6 dB) perturbation and RMS
             normalisation to -25 dBFS otherwise.
+        layout: ``"folders"`` (one sub-folder per speaker) or ``"flat"``: audio files directly
+            in ``root`` named ``<speaker>-<rest>`` (LibriSpeech's ``<speaker>-<chapter>-<n>.flac``).
+        repeats: each file appears this many times per epoch (several random crops of one
+            utterance per epoch when there are few utterances per speaker).
     """
 
     def __init__(
@@ -270,19 +277,34 @@ class SpeakerFolderDataset(Dataset[ChannelSample]):
         augment: bool = False,
         channels: int | None = 1,
         vocab: ChannelVocab | None = None,
+        layout: Literal["folders", "flat"] = "folders",
+        repeats: int = 1,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"speaker folder not found: {self.root}")
-        self.speakers = list(speakers) if speakers is not None else sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        if layout not in ("folders", "flat"):
+            raise ValueError(f"SpeakerFolderDataset(layout={layout!r}): use 'folders' or 'flat'")
+        if repeats < 1:
+            raise ValueError(f"SpeakerFolderDataset(repeats={repeats}): must be >= 1")
+        by_speaker = flat_speaker_files(self.root) if layout == "flat" else None
+        found = sorted(by_speaker) if by_speaker is not None else sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        self.speakers = list(speakers) if speakers is not None else found
         for spk in self.speakers:  # names become folders under root: no '..', separators, ...
             safe_id(spk, f"SpeakerFolderDataset({self.root}): speaker")
         if not self.speakers:
-            raise ValueError(f"no speaker sub-folders in {self.root} (expected <speaker>/<utterance>.wav)")
+            expected = "<speaker>-<utterance>.flac files" if layout == "flat" else "<speaker>/<utterance>.wav"
+            raise ValueError(f"no speakers in {self.root} (expected {expected})")
         rng = np.random.default_rng(seed)
         self.items: list[tuple[Path, int]] = []
         for k, spk in enumerate(self.speakers):
-            files = _audio_files(self.root / spk) if (self.root / spk).is_dir() else []
+            if by_speaker is not None:
+                files = by_speaker.get(spk, [])
+                if not files:
+                    raise ValueError(f"{self.root} holds no {'/'.join(AUDIO_SUFFIXES)} files of speaker {spk!r} "
+                                     f"(expected {spk}-<utterance> names)")
+            else:
+                files = _audio_files(self.root / spk) if (self.root / spk).is_dir() else []
             if not files:
                 raise ValueError(f"speaker folder {self.root / spk} holds no {'/'.join(AUDIO_SUFFIXES)} files")
             order = rng.permutation(len(files))
@@ -291,15 +313,17 @@ class SpeakerFolderDataset(Dataset[ChannelSample]):
             self.items += [(files[i], k) for i in sorted(keep)]
         self.sample_rate, self.crop = sample_rate, int(round(crop_seconds * sample_rate))
         self.train, self.augment, self.channels = split == "train", augment, channels
+        self.repeats = int(repeats)
         self.vocab = vocab or mic_vocab(channels or 1)
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.items) * self.repeats
 
     def load(self, i: int) -> np.ndarray:
-        return read_audio(self.items[i][0], self.sample_rate, channels=self.channels)[0]
+        return read_audio(self.items[i % len(self.items)][0], self.sample_rate, channels=self.channels)[0]
 
     def __getitem__(self, i: int) -> ChannelSample:
+        i = i % len(self.items)
         x = self.load(i)
         rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,)))) if self.train else None
         if self.augment and rng is not None:
@@ -308,6 +332,31 @@ class SpeakerFolderDataset(Dataset[ChannelSample]):
         if self.augment and rng is not None:
             x = volume_perturb(x, float(rng.uniform(-6, 6)))
         return _sample(x, self.vocab, torch.tensor(self.items[i][1]))
+
+
+def flat_speaker_files(folder: str | Path) -> dict[str, list[Path]]:
+    """Audio files directly in ``folder`` grouped by speaker, the speaker being the part of the
+    file name before its first ``-`` (LibriSpeech ``<speaker>-<chapter>-<n>.flac``). A file name
+    without ``-`` raises naming the file."""
+    out: dict[str, list[Path]] = {}
+    for p in _audio_files(Path(folder)):
+        spk, sep, _ = p.stem.partition("-")
+        if not sep or not spk:
+            raise ValueError(f"{p}: expected a <speaker>-<utterance> file name (LibriSpeech naming)")
+        out.setdefault(spk, []).append(p)
+    return out
+
+
+def all_pairs_trials(root: str | Path, out: str | Path) -> Path:
+    """Write every pair of the utterances under ``root/<speaker>/`` as a trial list (same speaker
+    = 1): ``n (n - 1) / 2`` trials for ``n`` files (100 files -> 4,950 trials), enrol before test
+    in sorted order. Paths are relative to ``root``."""
+    root = Path(root)
+    files = [(d.name, f"{d.name}/{p.name}") for d in sorted(root.iterdir()) if d.is_dir() for p in _audio_files(d)]
+    if len(files) < 2:
+        raise ValueError(f"all_pairs_trials: fewer than two utterances under {root} (expected <speaker>/<utterance>.flac)")
+    trials = [(int(sa == sb), a, b) for i, (sa, a) in enumerate(files) for sb, b in files[i + 1:]]
+    return VerificationTrials.write(out, trials)
 
 
 class VerificationTrials:
@@ -355,12 +404,14 @@ class VerificationTrials:
 
 class UtteranceDataset(Dataset[ChannelSample]):
     """Whole utterances for embedding extraction: ``files`` under ``root``, each cut (centre) or
-    tiled to ``max_seconds``, RMS-normalised; target = the file's index."""
+    tiled to ``max_seconds`` (``None``: the whole utterance; batch them with
+    ``ChannelBatch.collate(..., pad_time=True)``), RMS-normalised; target = the file's index."""
 
-    def __init__(self, files: Sequence[str], root: str | Path, sample_rate: int = 16000, max_seconds: float = 3.0,
-                 channels: int | None = 1, vocab: ChannelVocab | None = None) -> None:
+    def __init__(self, files: Sequence[str], root: str | Path, sample_rate: int = 16000,
+                 max_seconds: float | None = 3.0, channels: int | None = 1, vocab: ChannelVocab | None = None) -> None:
         self.files, self.root = list(files), Path(root)
-        self.sample_rate, self.length, self.channels = sample_rate, int(round(max_seconds * sample_rate)), channels
+        self.length = None if max_seconds is None else int(round(max_seconds * sample_rate))
+        self.sample_rate, self.channels = sample_rate, channels
         self.vocab = vocab or mic_vocab(channels or 1)
 
     def __len__(self) -> int:
@@ -368,7 +419,9 @@ class UtteranceDataset(Dataset[ChannelSample]):
 
     def __getitem__(self, i: int) -> ChannelSample:
         x, _ = read_audio(self.root / self.files[i], self.sample_rate, channels=self.channels)
-        return _sample(rms_normalize(random_crop(x, self.length)), self.vocab, torch.tensor(i))
+        if self.length is not None:
+            x = random_crop(x, self.length)
+        return _sample(rms_normalize(x), self.vocab, torch.tensor(i))
 
 
 class NoisyCleanDataset(Dataset[ChannelSample]):
@@ -535,13 +588,24 @@ class SpeakerVerificationDataModule(ChannelDataModule):
     ``n_test_speakers`` other voices (never seen in training) for the val and test trial lists
     (every same-speaker pair and as many different-speaker pairs).
 
+    ``source="librispeech"`` reads the real LibriSpeech subset under ``root``
+    (``librispeech_train-clean-100/<speaker>-<chapter>-<n>.flac``, one or more utterances per
+    speaker, and ``librispeech_test-other/<speaker>/*.flac``): the test trials are EVERY pair of
+    the test-other utterances (10 speakers x 10 -> 4,950 trials, written to ``cache_dir``);
+    ``n_val_speakers`` training speakers are held out of training for validation, each of their
+    utterances cut into ``val_segments`` contiguous parts (written to ``cache_dir``) and every
+    pair of parts is a trial (same utterance = target). Training reads the remaining speakers,
+    ``crops_per_utterance`` random crops of each utterance per epoch.
+
     Batches hold waveforms ``[B, 1, crop]`` (``mic/0``); targets are speaker indices (train) or
-    indices into ``val_trials.files`` / ``test_trials.files`` (val/test).
+    indices into ``val_trials.files`` / ``test_trials.files`` (val/test). ``eval_seconds=None``
+    embeds whole utterances (val/test batches then carry typed ``lengths``).
     """
 
     def __init__(
         self,
-        source: Literal["espeak", "folders"] = "espeak",
+        source: Literal["espeak", "folders", "librispeech"] = "espeak",
+        root: str | None = None,
         train_dir: str | None = None,
         val_trials: str | None = None,
         test_trials: str | None = None,
@@ -553,8 +617,10 @@ class SpeakerVerificationDataModule(ChannelDataModule):
         n_utterances: int = 8,
         sample_rate: int = 16000,
         crop_seconds: float = 2.0,
-        eval_seconds: float = 3.0,
+        eval_seconds: float | None = 3.0,
         augment: bool = True,
+        crops_per_utterance: int = 1,
+        val_segments: int = 3,
         batch_size: int = 16,
         num_workers: int = 0,
         seed: int = 0,
@@ -562,10 +628,29 @@ class SpeakerVerificationDataModule(ChannelDataModule):
         super().__init__(vocab=mic_vocab(1), batch_size=batch_size, num_workers=num_workers, seed=seed, drop_last=True)
         self.save_hyperparameters()
         self.source, self.sample_rate, self.crop_seconds, self.eval_seconds = source, sample_rate, crop_seconds, eval_seconds
-        self.augment_audio = augment
+        self.augment_audio, self.repeats, self.layout = augment, crops_per_utterance, "folders"
         self.val_trials: VerificationTrials | None = None
         self.test_trials: VerificationTrials | None = None
-        if source == "espeak":
+        self._libri: tuple[Path, Path, list[str], int] | None = None
+        if source == "librispeech":
+            if root is None:
+                raise ValueError("SpeakerVerificationDataModule(source='librispeech') needs root= "
+                                 "(the LibriSpeech subset folder)")
+            base = Path(root)
+            train, test = base / "librispeech_train-clean-100", base / "librispeech_test-other"
+            for d in (train, test):
+                if not d.is_dir():
+                    raise FileNotFoundError(f"LibriSpeech subset: {d} not found (expected {train.name}/ and {test.name}/ "
+                                            f"under {base})")
+            speakers = sorted(flat_speaker_files(train), key=lambda k: (len(k), k))
+            if n_val_speakers >= len(speakers):
+                raise ValueError(f"n_val_speakers={n_val_speakers} leaves no training speaker ({len(speakers)} in {train})")
+            held = set(np.random.default_rng(seed).choice(len(speakers), n_val_speakers, replace=False).tolist())
+            self.train_dir, self._plan, self.layout = str(train), None, "flat"
+            self.speakers = [s for i, s in enumerate(speakers) if i not in held]
+            key = _cache_key(root=str(base.resolve()), val=sorted(speakers[i] for i in held), k=val_segments, sr=sample_rate)
+            self._libri = (base, Path(cache_dir) / f"librispeech-{key}", [speakers[i] for i in sorted(held)], val_segments)
+        elif source == "espeak":
             voices = espeak_voices(n_train_speakers + n_val_speakers + n_test_speakers)
             key = _cache_key(voices=voices, n=n_utterances, sr=sample_rate, seed=seed)
             base = Path(cache_dir) / key
@@ -594,9 +679,34 @@ class SpeakerVerificationDataModule(ChannelDataModule):
             lists.append(_all_trials(base / name, base / f"{name}_trials.txt", self.seed + off))
         return str(lists[0]), str(lists[1]), str(base)
 
+    def _librispeech_trials(self) -> tuple[str | None, str, str | None, str]:
+        """Write the validation segments and both trial lists; ``(val, test, val_root, test_root)``."""
+        base, cache, held, k = self._libri  # type: ignore[misc]
+        test_root = base / "librispeech_test-other"
+        cache.mkdir(parents=True, exist_ok=True)
+        test = all_pairs_trials(test_root, cache / "test_trials.txt")
+        if not held:
+            return None, str(test), None, str(test_root)
+        import soundfile as sf
+
+        val_root = cache / "val"
+        if not (cache / "val_done").is_file():
+            files = flat_speaker_files(base / "librispeech_train-clean-100")
+            for spk in held:
+                (val_root / spk).mkdir(parents=True, exist_ok=True)
+                for f in files[spk]:
+                    x = read_audio(f, self.sample_rate, channels=1)[0][0]
+                    for j, part in enumerate(np.array_split(x, k)):
+                        sf.write(str(val_root / spk / f"{f.stem}_{j}.wav"), part, self.sample_rate, subtype="FLOAT")
+            (cache / "val_done").write_text("ok\n")
+        val = all_pairs_trials(val_root, cache / "val_trials.txt")
+        return str(val), str(test), str(val_root), str(test_root)
+
     def prepare_data(self) -> None:
         if self._plan is not None:
             self._synthesise()
+        if self._libri is not None:
+            self._librispeech_trials()
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:
@@ -605,11 +715,14 @@ class SpeakerVerificationDataModule(ChannelDataModule):
             val, test, _ = self._synthesise()
             val_root: str | None = str(Path(val).parent / "val")
             test_root: str | None = str(Path(test).parent / "test")
+        elif self._libri is not None:
+            val, test, val_root, test_root = self._librispeech_trials()  # type: ignore[assignment]
         else:
             val, test, root = self._trial_paths
             val_root = test_root = root
         self.train_dataset = SpeakerFolderDataset(self.train_dir, "all", 0.0, self.seed, self.sample_rate, self.crop_seconds,
-                                                  self.speakers, augment=self.augment_audio)
+                                                  self.speakers, augment=self.augment_audio, layout=self.layout,  # type: ignore[arg-type]
+                                                  repeats=self.repeats)
         self.train_dataset.train = True
         if val:
             self.val_trials = VerificationTrials(val, val_root)
@@ -619,8 +732,22 @@ class SpeakerVerificationDataModule(ChannelDataModule):
             self.test_dataset = UtteranceDataset(self.test_trials.files, self.test_trials.root, self.sample_rate,
                                                  self.eval_seconds)
 
+    def _eval_loader(self, ds: Dataset[ChannelSample] | None, stage: str) -> DataLoader:
+        if self.eval_seconds is not None:
+            return self._loader(ds, stage)
+        if ds is None:
+            raise RuntimeError(f"no {stage} dataset: call setup() first")
+        return DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers,
+                          collate_fn=functools.partial(ChannelBatch.collate, pad_time=True))
+
     def val_dataloader(self) -> DataLoader | list:  # type: ignore[override]
-        return [] if self.val_dataset is None else super().val_dataloader()
+        return [] if self.val_dataset is None else self._eval_loader(self.val_dataset, "val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.test_dataset, "test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.test_dataset, "test")
 
 
 def _all_trials(root: Path, out: Path, seed: int) -> Path:

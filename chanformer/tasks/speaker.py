@@ -19,7 +19,20 @@ from chanformer.hub import save_pretrained
 from chanformer.tasks.base import ChannelTask
 from chanformer.transforms.audio import Fbank, sentence_mean_norm
 
-__all__ = ["AAMSoftmax", "SpeakerVerificationTask"]
+__all__ = ["AAMSoftmax", "SpeakerVerificationTask", "utterance_statistics"]
+
+
+def utterance_statistics(wav: Tensor, fbank: Fbank | None = None) -> Tensor:
+    """A classical, training-free speaker vector of one utterance ``wav [L]``: the standard
+    deviation over frames of its log-mel features (:class:`Fbank`, 80 mel bins by default,
+    after sentence mean normalisation) concatenated with the standard deviation of their
+    frame-to-frame differences (first-order deltas), ``[2 n_mels]``. Scored with cosine
+    similarity it is the reference point of the real-speech verification results."""
+    fbank = fbank or Fbank(n_mels=80)
+    feats = sentence_mean_norm(fbank(wav.float()[None]))[0]  # [T, n_mels]
+    if feats.shape[0] < 3:
+        raise ValueError(f"utterance_statistics: {wav.shape[-1]} samples give fewer than 3 frames")
+    return torch.cat([feats.std(0), torch.diff(feats, dim=0).std(0)])
 
 
 class AAMSoftmax(nn.Module):
@@ -69,17 +82,24 @@ class SpeakerVerificationTask(ChannelTask):
     ``eer_snorm``, ``min_dcf_snorm``) are logged. The s-norm cohort is the AAM class weights,
     i.e. one prototype per training speaker.
 
+    With ``stats_baseline=True`` every val/test utterance is also described by
+    :func:`utterance_statistics` (80-mel Fbank statistics, no training) and the same trials are
+    cosine-scored with it: ``eer_stats`` / ``min_dcf_stats`` are logged beside the model's, a
+    baseline measured in the same run.
+
     Args:
         margin / scale: AAM-softmax margin (radians) and scale.
         p_target / c_miss / c_fa: minDCF operating point.
         score_norm: ``"none"`` or ``"snorm"`` (also report s-normalised scores).
         cohort_top_k: adaptive s-norm: keep the ``top_k`` highest cohort scores.
+        stats_baseline: also score the trials with :func:`utterance_statistics`.
         **kwargs: see :class:`ChannelTask` (``encoder`` defaults to ``ecapa_tdnn_test``).
     """
 
     def __init__(self, *args: Any, num_classes: int | None = None, margin: float = 0.2, scale: float = 30.0,
                  p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0, score_norm: str = "snorm",
-                 cohort_top_k: int | None = None, sample_rate: int = 16000, **kwargs: Any) -> None:
+                 cohort_top_k: int | None = None, sample_rate: int = 16000, stats_baseline: bool = False,
+                 **kwargs: Any) -> None:
         kwargs.setdefault("encoder", "ecapa_tdnn_test")
         self._num_classes_arg = num_classes
         self.margin, self.scale = margin, scale
@@ -88,9 +108,12 @@ class SpeakerVerificationTask(ChannelTask):
             raise ValueError(f"score_norm={score_norm!r}: use 'none' or 'snorm'")
         self.score_norm, self.cohort_top_k = score_norm, cohort_top_k
         self.sample_rate = int(sample_rate)
+        self.stats_baseline = bool(stats_baseline)
         super().__init__(*args, **kwargs)
         self.fbank = Fbank(sample_rate=self.sample_rate, n_mels=int(getattr(self.encoder, "input_size", 80)))
+        self.stats_fbank = Fbank(sample_rate=self.sample_rate, n_mels=80)
         self._emb: dict[str, list[tuple[Tensor, Tensor]]] = {"val": [], "test": []}
+        self._stats: dict[str, list[Tensor]] = {"val": [], "test": []}
         self.last_scores: dict[str, dict[str, Tensor]] = {}
 
     @property
@@ -149,6 +172,19 @@ class SpeakerVerificationTask(ChannelTask):
     def _collect(self, batch: ChannelBatch, stage: str) -> None:
         with torch.no_grad():
             self._emb[stage].append((batch.target.long().cpu(), self(batch).float().cpu()))  # type: ignore[union-attr]
+            if self.stats_baseline:
+                self._stats[stage].append(self.statistics(batch).cpu())
+
+    def statistics(self, batch: ChannelBatch) -> Tensor:
+        """:func:`utterance_statistics` of each sample's real samples, mean over its present
+        microphones: ``[B, 160]``."""
+        length = batch.values.shape[-1]
+        out = []
+        for b in range(batch.batch_size):
+            n = length if batch.lengths is None else int(batch.lengths[b])
+            mics = [utterance_statistics(batch.values[b, c, :n], self.stats_fbank) for c in torch.nonzero(batch.mask[b])[:, 0]]
+            out.append(torch.stack(mics).mean(0))
+        return torch.stack(out)
 
     def validation_step(self, batch: ChannelBatch, batch_idx: int) -> None:  # type: ignore[override]
         self._collect(batch, "val")
@@ -172,6 +208,7 @@ class SpeakerVerificationTask(ChannelTask):
 
     def _finish(self, stage: str) -> None:
         items, self._emb[stage] = self._emb[stage], []
+        stats, self._stats[stage] = self._stats[stage], []
         dm = getattr(self.trainer, "datamodule", None)
         trials = getattr(dm, f"{stage}_trials", None)
         if not items or trials is None:
@@ -185,8 +222,16 @@ class SpeakerVerificationTask(ChannelTask):
             e, t, _ = trials.pair_indices()
             if not bool((seen[e] & seen[t]).any()):
                 return
+        scored = _SubsetTrials(trials, seen) if not bool(seen.all()) else trials
         try:
-            res = self.score_trials(full, _SubsetTrials(trials, seen) if not bool(seen.all()) else trials)
+            res = self.score_trials(full, scored)
+            if stats:
+                vec = torch.zeros(len(trials.files), stats[0].shape[1])
+                vec[idx] = torch.cat(stats)
+                e, t, y = scored.pair_indices()
+                s = cosine_scores(vec[e], vec[t])
+                res["eer_stats"] = compute_eer(s, y)[0]
+                res["min_dcf_stats"] = compute_min_dcf(s, y, self.p_target, self.c_miss, self.c_fa)[0]
         except ValueError:  # a partial pass (sanity check) may lack target or non-target trials
             if bool(seen.all()):
                 raise
