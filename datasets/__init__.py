@@ -22,6 +22,11 @@ _EXPORTS: dict[str, str] = {
     "read_series_table": "ts_sources",
     "uea_path": "ts_sources",
     # time-series datasets
+    "UEA_EEG_ELECTRODES": "uea_eeg",
+    "UEAJointDataModule": "uea_eeg",
+    "resample_series": "uea_eeg",
+    "uea_eeg_keys": "uea_eeg",
+    "uea_eeg_vocab": "uea_eeg",
     "ChannelStats": "timeseries",
     "ForecastingDataset": "timeseries",
     "UEADataset": "timeseries",
@@ -161,6 +166,8 @@ __all__ = [
     "TsHeader",
     "UEADataModule",
     "UEADataset",
+    "UEAJointDataModule",
+    "UEA_EEG_ELECTRODES",
     "XarrayDataset",
     "bipolar_pairs",
     "cache_windows",
@@ -189,7 +196,10 @@ __all__ = [
     "stratified_split",
     "tile_grid",
     "time_features",
+    "uea_eeg_keys",
+    "uea_eeg_vocab",
     "uea_path",
+    "resample_series",
 ]
 
 

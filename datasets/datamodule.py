@@ -9,6 +9,7 @@ arguments. Facts models need (``vocab``, ``n_channels``, ``num_classes``, ``seq_
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -173,9 +174,18 @@ class UEADataModule(ChannelDataModule):
         root: extra folder to search for ``<name>_TRAIN.ts``.
         vocab_path: JSON vocabulary to index channels with (default: ``series/dim_<i>`` keys).
         channel_names: names of the dimensions (default ``dim_0 ...``).
-        augment_shift / augment_scale / augment_noise: training-time augmentation on device
-            (:class:`~chanformer.transforms.timeseries.RandomShiftScale`); 0 = off.
+        augment_shift / augment_scale / augment_noise / augment_channel_drop: training-time
+            augmentation on device (:class:`~chanformer.transforms.timeseries.RandomShiftScale`;
+            channel dropout hides each channel with that probability); 0 = off.
+        montage: ``"eeg_1005"`` names the channels of the UEA EEG archives by electrode
+            (:data:`chanformer.datasets.uea_eeg.UEA_EEG_ELECTRODES`) and indexes them with
+            :func:`~chanformer.datasets.uea_eeg.uea_eeg_vocab` (10-05 + the unnamed ones), the same
+            vocabulary for every archive; ``None`` keeps ``series/dim_<i>`` keys.
+        resample_to: resample every case to this many samples (polyphase,
+            :func:`~chanformer.datasets.uea_eeg.resample_series`) before normalising; one fixed
+            length for archives of different rates and durations.
 
+    A relative ``root`` not found from the working directory is tried from the repository root.
     """
 
     def __init__(
@@ -195,7 +205,13 @@ class UEADataModule(ChannelDataModule):
         augment_shift: float = 0.0,
         augment_scale: float = 0.0,
         augment_noise: float = 0.0,
+        augment_channel_drop: float = 0.0,
+        montage: Literal["eeg_1005"] | None = None,
+        resample_to: int | None = None,
     ) -> None:
+        if root is not None and not Path(root).is_absolute() and not Path(root).exists():
+            if (_REPO_ROOT / root).exists():
+                root = str(_REPO_ROOT / root)
         self.paths = {s: uea_path(name, s, root) for s in ("train", "test")}
         self.header = read_ts_header(self.paths["train"])
         if not self.header.class_label:
@@ -204,11 +220,24 @@ class UEADataModule(ChannelDataModule):
                 "archive (class labels listed by @classLabel true ...); use UEADataset for other files"
             )
         n = self.header.n_dims or 0
+        if montage is not None:
+            from chanformer.datasets.uea_eeg import uea_eeg_keys, uea_eeg_vocab
+
+            if montage != "eeg_1005":
+                raise ValueError(f"montage must be None or 'eeg_1005', got {montage!r}")
+            if channel_names is not None:
+                raise ValueError("give montage= or channel_names=, not both")
+            channel_names = uea_eeg_keys(name)
         names = channel_names or [f"dim_{i}" for i in range(n)]
         if len(names) != n:
             raise ValueError(f"{name} has {n} dimensions but channel_names lists {len(names)}")
         self.channel_keys = _series_keys(names)
-        vocab = _load_vocab(vocab_path, self.channel_keys)
+        if montage is not None and vocab_path is None:
+            vocab = _channel_ids(self.channel_keys, uea_eeg_vocab())[0]
+        else:
+            vocab = _load_vocab(vocab_path, self.channel_keys)
+        if resample_to is not None and resample_to < 1:
+            raise ValueError(f"resample_to must be >= 1, got {resample_to}")
         super().__init__(vocab=vocab, batch_size=batch_size, num_workers=num_workers, seed=seed)
         self.save_hyperparameters()
         self.name, self._length, self.val_fraction, self.channel_names = (
@@ -218,13 +247,19 @@ class UEADataModule(ChannelDataModule):
             channel_names,
         )
         self.normalize, self.pad, self.fill_missing = normalize, pad, fill_missing
+        self.montage, self.resample_to = montage, resample_to
         self.stats: ChannelStats | None = None
-        if augment_shift or augment_scale or augment_noise:
-            self.augment = RandomShiftScale(augment_shift, augment_scale, augment_noise)
+        if augment_shift or augment_scale or augment_noise or augment_channel_drop:
+            self.augment = RandomShiftScale(augment_shift, augment_scale, augment_noise, augment_channel_drop)
 
     @cached_property
     def _data(self) -> dict[str, TsData]:
-        return {s: read_ts(p) for s, p in self.paths.items()}
+        data = {s: read_ts(p) for s, p in self.paths.items()}
+        if self.resample_to is None:
+            return data
+        from chanformer.datasets.uea_eeg import resample_series
+
+        return {s: replace(d, series=[resample_series(x, self.resample_to) for x in d.series]) for s, d in data.items()}
 
     @property
     def classes(self) -> list[str]:
@@ -257,7 +292,7 @@ class UEADataModule(ChannelDataModule):
         if self.train_dataset is not None:
             return
         train = self._data["train"]
-        kw: dict[str, Any] = dict(vocab=self.vocab, channel_names=self.channel_names, length=self.length)
+        kw: dict[str, Any] = dict(vocab=self.vocab, channel_names=self.channel_keys, length=self.length)
         kw |= dict(
             pad=self.pad, fill_missing=self.fill_missing, classes=self.classes, normalize=self.normalize
         )

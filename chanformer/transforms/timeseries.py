@@ -22,16 +22,20 @@ class RandomShiftScale(nn.Module):
         max_shift: largest shift as a fraction of ``T`` (0 = off).
         scale: standard deviation of the multiplicative gain ``1 + scale * N(0, 1)``.
         noise: standard deviation of additive Gaussian noise (in normalised units).
+        channel_drop: probability of hiding each present channel
+            (:meth:`ChannelBatch.drop_channels`; at least one stays per sample).
     """
 
-    def __init__(self, max_shift: float = 0.1, scale: float = 0.1, noise: float = 0.05) -> None:
+    def __init__(self, max_shift: float = 0.1, scale: float = 0.1, noise: float = 0.05, channel_drop: float = 0.0) -> None:
         super().__init__()
-        for name, val in (("max_shift", max_shift), ("scale", scale), ("noise", noise)):
+        for name, val in (("max_shift", max_shift), ("scale", scale), ("noise", noise), ("channel_drop", channel_drop)):
             if val < 0:
                 raise ValueError(f"RandomShiftScale({name}={val}): must be >= 0")
         if max_shift >= 1:
             raise ValueError(f"RandomShiftScale(max_shift={max_shift}): must be a fraction of T below 1")
-        self.max_shift, self.scale, self.noise = max_shift, scale, noise
+        if channel_drop >= 1:
+            raise ValueError(f"RandomShiftScale(channel_drop={channel_drop}): must be below 1")
+        self.max_shift, self.scale, self.noise, self.channel_drop = max_shift, scale, noise, channel_drop
 
     def forward(self, batch: ChannelBatch, generator: torch.Generator | None = None) -> ChannelBatch:
         v = batch.values
@@ -54,4 +58,7 @@ class RandomShiftScale(nn.Module):
         if self.noise > 0:
             out = out + self.noise * randn(b, c, t)
         out = out * batch.mask[..., None].to(out.dtype)
-        return replace(batch, values=out)
+        out_batch = replace(batch, values=out)
+        if self.channel_drop > 0:
+            out_batch = out_batch.drop_channels(self.channel_drop, generator=generator)
+        return out_batch

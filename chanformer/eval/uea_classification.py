@@ -1,0 +1,294 @@
+"""UEA classification recipes x archives x seeds, beside MiniRocket on the same splits.
+
+Every run is one ``chanformer fit`` of a shipped recipe (in-process through
+:func:`~chanformer.cli.lightning_cli.run_lightning_cli`), with the archive name and the seed as the
+only overrides (plus, for ``select``, the candidate's overrides). Three commands:
+
+``select``
+    hyperparameter choice on TRAIN only: each candidate (a named set of overrides of the recipe,
+    :data:`CANDIDATES`) is fitted on the train part of every archive's official TRAIN and scored
+    by accuracy on the held-out validation part (``val_fraction`` of TRAIN, stratified); the
+    official TEST split is never evaluated (``--test_after_fit=false``).
+``run``
+    the chosen recipes on every archive and seed, testing the best-validation checkpoint on TEST,
+    and MiniRocket (aeon, ``random_state=seed``) fitted on the full TRAIN of the same archive.
+``transfer``
+    the channel-adaptive experiment: a recipe pretrained jointly on several EEG archives
+    (:class:`~chanformer.datasets.UEAJointDataModule`), its exported encoder fine-tuned per archive
+    with ``model.pretrained=``, against the same recipe trained from scratch on the same splits.
+
+Each command writes ``<out>.json`` (every run: accuracy, wall time, epochs) and ``<out>.md`` (mean
+± std tables), atomically. Example::
+
+    python -m chanformer.eval.uea_classification run --recipes uea-softs uea-gat \\
+        --archives ArticularyWordRecognition FingerMovements SelfRegulationSCP1 EyesOpenShut \\
+        --seeds 0 1 2 --minirocket --out runs/uea/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ARCHIVES", "CANDIDATES", "EEG_ARCHIVES", "fit_recipe", "main", "minirocket_accuracy"]
+
+ARCHIVES = ("ArticularyWordRecognition", "FingerMovements", "SelfRegulationSCP1", "EyesOpenShut")
+EEG_ARCHIVES = ("FingerMovements", "SelfRegulationSCP1", "EyesOpenShut")
+
+#: Hyperparameter candidates per recipe family: name -> CLI overrides of the shipped recipe.
+#: ``select`` scores each on validation splits of TRAIN; the shipped recipe is the winner.
+_REGULARISED = [
+    "--trainer.max_epochs=80", "--model.init_args.encoder_kwargs.dropout=0.2", "--model.init_args.head_dropout=0.2",
+    "--data.init_args.augment_channel_drop=0.1",
+    "--model.init_args.lr_scheduler.class_path=torch.optim.lr_scheduler.CosineAnnealingLR",
+    "--model.init_args.lr_scheduler.init_args.T_max=80",
+]
+CANDIDATES: dict[str, dict[str, list[str]]] = {
+    "softs": {
+        # the shipped uea-softs (basicmotions-softs' training settings + early stopping, patience 20):
+        # mean validation accuracy 0.768 over the 4 archives, the highest, so it was chosen
+        "basicmotions": [],
+        # 80 epochs, cosine lr, dropout 0.2 + head dropout 0.2, channel dropout 0.1: 0.760
+        "base": _REGULARISED,
+        # ... + per-channel instance normalisation: 0.709
+        "instance_norm": [*_REGULARISED, "--model.init_args.encoder_kwargs.instance_norm=true"],
+        # ... + every case resampled to 128 samples: 0.761
+        "resample128": [*_REGULARISED, "--data.init_args.resample_to=128"],
+    },
+}  # fmt: skip
+
+
+def _quiet() -> contextlib.ExitStack:
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return stack
+
+
+def fit_recipe(
+    recipe: str,
+    archive: str | None,
+    seed: int,
+    overrides: Sequence[str] = (),
+    *,
+    test: bool = True,
+    workdir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Fit ``recipe`` on ``archive`` (``None``: the recipe's own data) with ``seed`` (the training
+    seed and the train/val split seed). Returns validation accuracy of the best checkpoint,
+    test accuracy (``test=True``), epochs run, wall seconds and the export folder."""
+    from chanformer.cli.lightning_cli import run_lightning_cli
+    from chanformer.cli.main import resolve_config
+
+    root = Path(workdir or tempfile.mkdtemp(prefix="uea-"))
+    args = [
+        "fit", "--config", resolve_config(recipe), f"--seed_everything={seed}", f"--data.init_args.seed={seed}",
+        "--trainer.enable_progress_bar=false", "--trainer.logger=false", "--trainer.enable_model_summary=false",
+        f"--trainer.default_root_dir={root}", f"--model.init_args.export_dir={root / 'export'}",
+        f"--test_after_fit={str(test).lower()}", *overrides,
+    ]  # fmt: skip
+    if archive is not None:
+        args.append(f"--data.init_args.name={archive}")
+    t0 = time.perf_counter()
+    with _quiet():
+        cli = run_lightning_cli(args)
+        fit_s = time.perf_counter() - t0
+        test_acc = float(cli.trainer.callback_metrics["test/acc"]) if test else None
+        val = cli.trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)
+    return {
+        "recipe": recipe, "archive": archive, "seed": seed, "overrides": list(overrides),
+        "val_acc": float(val[0]["val/acc"]) if val else None, "test_acc": test_acc,
+        "epochs": int(cli.trainer.current_epoch), "wall_s": round(fit_s, 1), "export": str(root / "export"),
+    }  # fmt: skip
+
+
+def _uea_root() -> Path:
+    env = os.environ.get("CHANFORMER_UEA_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "uea"
+
+
+def minirocket_accuracy(archive: str, seed: int) -> dict[str, Any]:
+    """aeon's MiniRocketClassifier (defaults, ``random_state=seed``) fitted on the full official
+    TRAIN, accuracy on TEST (cases of unequal length are edge-padded to the longest).
+
+    Runs in a spawned child process: numba's thread pool, once started in this process, slowed
+    the torch trainings that followed it by an order of magnitude on a 2-core machine.
+    """
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_minirocket_accuracy, (archive, seed))
+
+
+def _minirocket_accuracy(archive: str, seed: int) -> dict[str, Any]:
+    from aeon.classification.convolution_based import MiniRocketClassifier
+
+    from chanformer.datasets import read_ts, uea_path
+
+    def load(split: str) -> tuple[np.ndarray, np.ndarray]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            d = read_ts(uea_path(archive, split, _uea_root()))
+        n = int(d.lengths.max())
+        x = np.stack([np.pad(s, ((0, 0), (0, n - s.shape[1])), mode="edge") for s in d.series])
+        return np.nan_to_num(x).astype(np.float64), np.asarray(d.labels)
+
+    (xtr, ytr), (xte, yte) = load("train"), load("test")
+    if xte.shape[-1] != xtr.shape[-1]:
+        n = max(xtr.shape[-1], xte.shape[-1])
+        xtr, xte = (np.pad(x, ((0, 0), (0, 0), (0, n - x.shape[-1])), mode="edge") for x in (xtr, xte))
+    t0 = time.perf_counter()
+    clf = MiniRocketClassifier(random_state=seed).fit(xtr, ytr)
+    acc = float((clf.predict(xte) == yte).mean())
+    return {"recipe": "minirocket", "archive": archive, "seed": seed, "test_acc": acc,
+            "wall_s": round(time.perf_counter() - t0, 1)}  # fmt: skip
+
+
+# -- tables -------------------------------------------------------------------------------------
+def _mean_std(xs: list[float]) -> str:
+    if not xs:
+        return "-"
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{statistics.mean(xs):.3f} ± {sd:.3f}"
+
+
+def summary_table(runs: list[dict[str, Any]], key: str = "test_acc") -> str:
+    """Markdown: one row per archive, one column per recipe (mean ± std over seeds of ``key``),
+    then the mean wall time per fit."""
+    recipes = list(dict.fromkeys(r["recipe"] for r in runs))
+    archives = list(dict.fromkeys(r["archive"] for r in runs))
+    head = "| archive | " + " | ".join(recipes) + " |\n|---|" + "---|" * len(recipes) + "\n"
+    rows = []
+    for a in archives:
+        cells = []
+        for rec in recipes:
+            vals = [r[key] for r in runs if r["archive"] == a and r["recipe"] == rec and r.get(key) is not None]
+            seeds = [r["seed"] for r in runs if r["archive"] == a and r["recipe"] == rec and r.get(key) is not None]
+            per_seed = ", ".join(f"{v:.3f}" for v in vals)
+            cells.append(f"{_mean_std(vals)} ({per_seed}; seeds {seeds})" if vals else "-")
+        rows.append(f"| {a} | " + " | ".join(cells) + " |")
+    walls = []
+    for rec in recipes:
+        w = [r["wall_s"] for r in runs if r["recipe"] == rec and r.get("wall_s") is not None]
+        walls.append(f"{statistics.mean(w):.0f} s (max {max(w):.0f} s)" if w else "-")
+    rows.append("| wall time per fit (mean, max) | " + " | ".join(walls) + " |")
+    return head + "\n".join(rows) + "\n"
+
+
+def _write(out: str, runs: list[dict[str, Any]], title: str, key: str, meta: dict[str, Any]) -> None:
+    from chanformer.io import write_text_atomic
+
+    base = Path(out)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(base.with_suffix(".json"), json.dumps({"meta": meta, "runs": runs}, indent=1))
+    md = f"# {title}\n\n{json.dumps(meta)}\n\n" + summary_table(runs, key)
+    write_text_atomic(base.with_suffix(".md"), md)
+
+
+def _log(run: dict[str, Any]) -> None:
+    shown = {k: run.get(k) for k in ("recipe", "candidate", "archive", "seed", "val_acc", "test_acc", "epochs", "wall_s")}
+    print(json.dumps(shown), flush=True)
+
+
+# -- commands -----------------------------------------------------------------------------------
+def _select(ns: argparse.Namespace) -> list[dict[str, Any]]:
+    family = ns.family
+    runs = []
+    names = ns.candidates or list(CANDIDATES[family])
+    for cand in names:
+        for a in ns.archives:
+            for s in ns.seeds:
+                r = fit_recipe(ns.recipe, a, s, CANDIDATES[family][cand], test=False)
+                r["candidate"], r["recipe"] = cand, f"{ns.recipe}[{cand}]"
+                _log(r)
+                runs.append(r)
+                _write(ns.out, runs, f"validation accuracy (TRAIN split only) of {ns.recipe} candidates",
+                       "val_acc", vars(ns))  # fmt: skip
+    return runs
+
+
+def _run(ns: argparse.Namespace) -> list[dict[str, Any]]:
+    runs = []
+    for s in ns.seeds:  # seed-major: a run stopped early still covers every archive
+        for a in ns.archives:
+            if ns.minirocket:
+                r = minirocket_accuracy(a, s)
+                _log(r)
+                runs.append(r)
+            for rec in ns.recipes:
+                r = fit_recipe(rec, a, s)
+                _log(r)
+                runs.append(r)
+            _write(ns.out, runs, "UEA test accuracy", "test_acc", vars(ns))
+    return runs
+
+
+def _transfer(ns: argparse.Namespace) -> list[dict[str, Any]]:
+    runs = []
+    for s in ns.seeds:
+        pre = fit_recipe(ns.pretrain, None, s, [f"--data.init_args.names=[{','.join(ns.archives)}]"], test=False)
+        pre["recipe"] = ns.pretrain
+        pre["archive"] = "+".join(ns.archives)
+        _log(pre)
+        runs.append(pre)
+        for a in ns.archives:
+            if ns.minirocket:
+                r = minirocket_accuracy(a, s)
+                _log(r)
+                runs.append(r)
+            scratch = fit_recipe(ns.recipe, a, s)
+            scratch["recipe"] = f"{ns.recipe} (scratch)"
+            _log(scratch)
+            tuned = fit_recipe(ns.recipe, a, s, [f"--model.init_args.pretrained={pre['export']}"])
+            tuned["recipe"] = f"{ns.recipe} (pretrained {ns.pretrain})"
+            _log(tuned)
+            runs += [scratch, tuned]
+            _write(ns.out, [r for r in runs if r["recipe"] != ns.pretrain], "channel-adaptive transfer, UEA EEG",
+                   "test_acc", vars(ns) | {"pretrain_runs": [r for r in runs if r["recipe"] == ns.pretrain]})  # fmt: skip
+    return runs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m chanformer.eval.uea_classification", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sel = sub.add_parser("select", help="score hyperparameter candidates on validation splits of TRAIN")
+    sel.add_argument("--family", default="softs", choices=sorted(CANDIDATES))
+    sel.add_argument("--recipe", default="uea-softs")
+    sel.add_argument("--candidates", nargs="*", default=None)
+    run = sub.add_parser("run", help="recipes x archives x seeds on TEST, beside MiniRocket")
+    run.add_argument("--recipes", nargs="+", default=["uea-softs"])
+    run.add_argument("--minirocket", action="store_true")
+    tr = sub.add_parser("transfer", help="pretrain across EEG archives, fine-tune per archive vs scratch")
+    tr.add_argument("--pretrain", default="uea-eeg-joint-softs")
+    tr.add_argument("--recipe", default="uea-eeg-softs")
+    tr.add_argument("--minirocket", action="store_true")
+    for q, archives in ((sel, ARCHIVES), (run, ARCHIVES), (tr, EEG_ARCHIVES)):
+        q.add_argument("--archives", nargs="+", default=list(archives))
+        q.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2] if q is not sel else [0])
+        q.add_argument("--out", required=True, help="output path without suffix (.json and .md are written)")
+    ns = p.parse_args(argv)
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    {"select": _select, "run": _run, "transfer": _transfer}[ns.cmd](ns)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
