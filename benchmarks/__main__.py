@@ -1,4 +1,5 @@
-"""``python -m benchmarks run --device cpu|cuda [--quick] [--json out.json] [--ops a,b] [--encoders a,b]``."""
+"""``python -m benchmarks run --device cpu|cuda [--quick] [--json out.json] [--ops a,b] [--encoders a,b]``
+and ``python -m benchmarks originals --checkouts DIR [--quick] [--models a,b] [--repeats 5] [--json out.json]``."""
 
 import argparse
 
@@ -15,11 +16,25 @@ def main() -> None:
     p.add_argument("--ops", default=None, help=f"comma-separated subset of {','.join(OPS)} ('' = none)")
     p.add_argument("--encoders", default=None, help=f"comma-separated subset of {','.join(ENCODERS)} ('' = none)")
     p.add_argument("--repeats", type=int, default=None)
+    o = sub.add_parser("originals", help="side by side with the original implementations (CPU)")
+    o.add_argument("--checkouts", default=None,
+                   help="folder with one checkout per original repository (default: $CHANFORMER_ORIGINALS)")
+    o.add_argument("--models", default=None, help="comma-separated converter names (default: all)")
+    o.add_argument("--quick", action="store_true", help="tiny configurations (a smoke test, not a measurement)")
+    o.add_argument("--repeats", type=int, default=5, help="timed steps per side, interleaved (default 5)")
+    o.add_argument("--modes", default="train,infer", help="train (forward+backward) and/or infer")
+    o.add_argument("--json", default=None, help="also write the rows to this JSON file (atomically)")
     args = parser.parse_args()
 
     def names(s: str | None) -> list[str] | None:
         return None if s is None else [x for x in s.split(",") if x]
 
+    if args.command == "originals":
+        from benchmarks.originals import run_originals
+
+        run_originals(args.checkouts, names(args.models), args.quick, args.repeats, args.json,
+                      names(args.modes) or ["train", "infer"])
+        return
     run(args.device, args.quick, names(args.ops), names(args.encoders), args.repeats, args.json)
 
 
