@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -176,7 +177,11 @@ def _tiff_layout(tf: Any, path: Path, level: int) -> tuple[_LazyCYX, int]:
     import tifffile
     import zarr
 
-    series = tf.series[0]
+    try:
+        series = tf.series[0]
+    except (tifffile.TiffFileError, ValueError, IndexError, OSError, struct.error) as e:
+        # A file cut short can have a valid header and first page but broken later pages.
+        raise ImageReadError(f"{path}: truncated or corrupt TIFF (cannot read its pages: {e})", path=path) from e
     if not 0 <= level < len(series.levels):
         raise ImageReadError(f"{path}: no pyramid level {level} (levels: {len(series.levels)})", path=path)
     lev = series.levels[level]

@@ -2,8 +2,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+
 import pytest
 import torch
+from hypothesis import settings
+
+# Property tests corrupt real files at random offsets. The default run replays a fixed sequence
+# of examples (derandomize) so main stays reproducible; HYPOTHESIS_PROFILE=explore searches anew.
+settings.register_profile("default", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REFERENCE = SHARED / "reference"
