@@ -138,7 +138,7 @@ def test_joint_datamodule_shifts_labels_per_archive():
 
 # -- measured claims (slow): thresholds slightly below the numbers in docs/timeseries.md ----------
 def _results(tmp_path: Path, *args: str) -> list[dict]:
-    from chanformer.eval.uea_classification import main
+    from benchmarks.uea_classification import main
 
     out = tmp_path / "res"
     assert main([*args, "--out", str(out)]) == 0

@@ -20,7 +20,7 @@ only overrides (plus, for ``select``, the candidate's overrides). Three commands
 Each command writes ``<out>.json`` (every run: accuracy, wall time, epochs) and ``<out>.md`` (mean
 ± std tables), atomically. Example::
 
-    python -m chanformer.eval.uea_classification run --recipes uea-softs uea-gat \\
+    python -m benchmarks.uea_classification run --recipes uea-softs uea-gat \\
         --archives ArticularyWordRecognition FingerMovements SelfRegulationSCP1 EyesOpenShut \\
         --seeds 0 1 2 --minirocket --out runs/uea/results
 """
@@ -267,7 +267,7 @@ def _transfer(ns: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m chanformer.eval.uea_classification", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.uea_classification", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     sel = sub.add_parser("select", help="score hyperparameter candidates on validation splits of TRAIN")
     sel.add_argument("--family", default="softs", choices=sorted(CANDIDATES))
