@@ -74,8 +74,9 @@ def wsi_main(argv: list[str]) -> int:
     if args.cmd == "tile":
         return _tile(args, console)
     if args.cmd == "extract":
-        from chanformer.datasets.bags import extract_features, read_grids
+        from chanformer.datasets.bags import read_grids
         from chanformer.datasets.wsi import read_labels
+        from chanformer.pipelines.wsi_features import extract_features
 
         report = extract_features(
             args.slides, args.store, args.encoder, encoder_kwargs=json.loads(args.encoder_kwargs),

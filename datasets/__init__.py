@@ -81,7 +81,6 @@ _EXPORTS: dict[str, str] = {
     "BagDataModule": "bags",
     "BagDataset": "bags",
     "BagStore": "bags",
-    "extract_features": "bags",
     # speech
     "AudioReadError": "speech",
     "EnhancementDataModule": "speech",
@@ -137,7 +136,6 @@ __all__ = [
     "Slide",
     "SlideReadError",
     "TileGrid",
-    "extract_features",
     "make_synthetic_slides",
     "tile_slide",
     "tissue_mask",
@@ -217,7 +215,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from chanformer.datasets.bags import BagDataModule, BagDataset, BagStore, extract_features
+    from chanformer.datasets.bags import BagDataModule, BagDataset, BagStore
     from chanformer.datasets.datamodule import (
         ChannelDataModule,
         ForecastingDataModule,

@@ -247,7 +247,8 @@ def few_slides(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dic
 
 
 def test_dot_named_slides_cannot_wipe_the_store(few_slides, tmp_path: Path) -> None:
-    from chanformer.datasets.bags import BagStore, extract_features
+    from chanformer.datasets.bags import BagStore
+    from chanformer.pipelines.wsi_features import extract_features
 
     _, info = few_slides
     src = Path(info[0]["path"])
@@ -381,8 +382,8 @@ def _same_store(a: Path, b: Path) -> None:
 
 @pytest.fixture(scope="module")
 def reference_store(few_slides, tmp_path_factory) -> Path:
-    from chanformer.datasets.bags import extract_features
     from chanformer.datasets.wsi import read_labels
+    from chanformer.pipelines.wsi_features import extract_features
 
     root, _ = few_slides
     path = tmp_path_factory.mktemp("ref") / "bags.zarr"
@@ -401,6 +402,7 @@ def test_kill_inside_a_bag_write_then_rerun_completes_identically(point, few_sli
     re-run deletes it and ends with the same store as an uninterrupted run."""
     from chanformer.datasets import bags
     from chanformer.datasets.wsi import read_labels
+    from chanformer.pipelines import wsi_features
 
     root, _ = few_slides
     labels = read_labels(root / "slides" / "labels.csv")
@@ -446,13 +448,13 @@ def test_kill_inside_a_bag_write_then_rerun_completes_identically(point, few_sli
         m.setattr(bags, "os", fake_os)
         m.setattr(bags, "shutil", types.SimpleNamespace(rmtree=lambda *a, **k: None))  # a kill cleans nothing up
         with pytest.raises(_Killed):
-            bags.extract_features([root / "slides"], path, labels=labels, tile_size=64, progress=False)
+            wsi_features.extract_features([root / "slides"], path, labels=labels, tile_size=64, progress=False)
     store = bags.BagStore(path)
     leftovers = [p.name for p in store.bags_dir.iterdir() if p.name.startswith(".")]
     if point != "open-group" and point != "first-slide-open":
         assert leftovers == [f".tmp-slide_00{victim}-{dead}"]
     assert store.slides() == [f"slide_00{i}" for i in range(victim)]  # the half-written bag never counts
-    report = bags.extract_features([root / "slides"], path, labels=labels, tile_size=64, progress=False)
+    report = wsi_features.extract_features([root / "slides"], path, labels=labels, tile_size=64, progress=False)
     assert len(report.written) == 3 - victim
     _same_store(path, reference_store)
 
@@ -472,7 +474,8 @@ def write_array(group, name, data):
         os._exit(9)
     real(group, name, data)
 bags._write_array = write_array
-bags.extract_features([{str(root / 'slides')!r}], {str(path)!r}, labels=read_labels({str(root / 'slides' / 'labels.csv')!r}),
+from chanformer.pipelines.wsi_features import extract_features
+extract_features([{str(root / 'slides')!r}], {str(path)!r}, labels=read_labels({str(root / 'slides' / 'labels.csv')!r}),
                       tile_size=64, progress=False)
 """
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -480,8 +483,9 @@ bags.extract_features([{str(root / 'slides')!r}], {str(path)!r}, labels=read_lab
                             text=True)  # fmt: skip
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 9, stderr[-2000:]
-    from chanformer.datasets.bags import BagStore, extract_features
+    from chanformer.datasets.bags import BagStore
     from chanformer.datasets.wsi import read_labels
+    from chanformer.pipelines.wsi_features import extract_features
 
     store = BagStore(path)
     assert store.slides() == ["slide_000"]
@@ -523,7 +527,8 @@ def test_replacing_a_bag_killed_between_renames_loses_nothing_for_good(tmp_path:
 
 
 def test_second_extraction_into_a_locked_store_is_refused(few_slides, tmp_path: Path) -> None:
-    from chanformer.datasets.bags import BagError, BagStore, extract_features
+    from chanformer.datasets.bags import BagError, BagStore
+    from chanformer.pipelines.wsi_features import extract_features
 
     root, _ = few_slides
     store = BagStore(tmp_path / "bags.zarr")
