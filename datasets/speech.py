@@ -769,8 +769,12 @@ class EnhancementDataModule(ChannelDataModule):
     ``source="folders"``: ``<split>_dir`` each holding ``noisy/`` and ``clean/`` (parallel
     names). ``source="espeak"`` (default): espeak-ng speech of ``n_train_speakers`` voices mixed
     with white/pink/brown noise and babble of other training voices at SNRs in ``snr_range``;
-    validation and test use other voices and noise draws (held out). Batches: noisy waveform
-    ``values [B, 1, S]``, clean ``target [B, 1, S]``.
+    validation and test use other voices and noise draws (held out). ``speech_dir`` replaces the
+    espeak voices by real clean speech (every audio file under it, e.g. LibriSpeech
+    ``librispeech_train-clean-100``; speaker = the name before the first ``-``): the first
+    ``n_test_speakers`` speakers (sorted) give the validation/test mixtures, the others the
+    training mixtures and the babble. Batches: noisy waveform ``values [B, 1, S]``, clean
+    ``target [B, 1, S]``.
     """
 
     def __init__(
@@ -780,6 +784,7 @@ class EnhancementDataModule(ChannelDataModule):
         val_dir: str | None = None,
         test_dir: str | None = None,
         cache_dir: str = "runs/data/espeak-enhance",
+        speech_dir: str | None = None,
         n_train_speakers: int = 10,
         n_test_speakers: int = 4,
         n_utterances: int = 8,
@@ -802,6 +807,10 @@ class EnhancementDataModule(ChannelDataModule):
             cfg = dict(n_train_speakers=n_train_speakers, n_test_speakers=n_test_speakers, n_utterances=n_utterances,
                        n_train=n_train, n_val=n_val, n_test=n_test, snr_range=list(snr_range), seg=segment_seconds,
                        ev=eval_seconds, sr=sample_rate, seed=seed)
+            if speech_dir is not None:
+                if not Path(speech_dir).is_dir():
+                    raise FileNotFoundError(f"EnhancementDataModule(speech_dir={speech_dir!r}): folder not found")
+                cfg["speech_dir"] = str(Path(speech_dir).resolve())
             self.base = Path(cache_dir) / _cache_key(**cfg)
             self._cfg: dict[str, Any] | None = cfg
             self.dirs = {s: str(self.base / s) for s in ("train", "val", "test")}
@@ -820,11 +829,23 @@ class EnhancementDataModule(ChannelDataModule):
         assert c is not None
         if (self.base / "done").is_file():
             return
-        voices = espeak_voices(c["n_train_speakers"] + c["n_test_speakers"])
-        speech = generate_espeak_corpus(self.base / "speech", voices, c["n_utterances"], self.sample_rate, c["seed"])
-        train_v = [v.replace("+", "_") for v in voices[: c["n_train_speakers"]]]
-        files = {s: [f for v in vs for f in _audio_files(speech / v)]
-                 for s, vs in (("train", train_v), ("test", [v.replace("+", "_") for v in voices[c["n_train_speakers"]:]]))}
+        if "speech_dir" in c:
+            found = sorted(p for p in Path(c["speech_dir"]).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+            by_spk: dict[str, list[Path]] = {}
+            for f in found:
+                by_spk.setdefault(f.stem.partition("-")[0], []).append(f)
+            spk = sorted(by_spk)
+            if len(spk) <= c["n_test_speakers"]:
+                raise ValueError(f"speech_dir {c['speech_dir']}: {len(spk)} speakers, need more than "
+                                 f"n_test_speakers={c['n_test_speakers']}")
+            files = {"test": [f for k in spk[: c["n_test_speakers"]] for f in by_spk[k]],
+                     "train": [f for k in spk[c["n_test_speakers"]:] for f in by_spk[k]]}
+        else:
+            voices = espeak_voices(c["n_train_speakers"] + c["n_test_speakers"])
+            speech = generate_espeak_corpus(self.base / "speech", voices, c["n_utterances"], self.sample_rate, c["seed"])
+            train_v = [v.replace("+", "_") for v in voices[: c["n_train_speakers"]]]
+            files = {s: [f for v in vs for f in _audio_files(speech / v)]
+                     for s, vs in (("train", train_v), ("test", [v.replace("+", "_") for v in voices[c["n_train_speakers"]:]]))}
         train_files = files["train"]
         # babble comes from training voices only (the utterances mixed as noise may also be targets)
         bab = [read_audio(f, self.sample_rate)[0][0] for f in train_files[:: max(1, len(train_files) // 16)]]
