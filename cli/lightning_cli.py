@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import sys
 import warnings
@@ -18,6 +19,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from chanformer.callbacks import upgrade_checkpoint_callbacks
 from chanformer.checkpoint import AtomicCheckpointIO, load_checkpoint_file, refuse_url
 from chanformer.cli.main import UsageError
+from chanformer.cli.output import RUN_DIR_ENV, plan_run_dir, quiet_lightning, run_root
 from chanformer.tasks import ChannelTask
 
 # Lightning's checkpoint path keywords (resolved by the trainer, not files).
@@ -42,6 +44,9 @@ class ChanformerCLI(LightningCLI):
         parser.add_argument("--ckpt_overrides_config", type=bool, default=False,
                             help="--ckpt_path: build the model from the checkpoint's saved hyperparameters where "
                                  "they differ from the config's model (default: refuse such a checkpoint)")
+        parser.add_argument("--run_name", type=str | None, default=None,
+                            help="keep this run's folders under <default_root_dir>/NAME (each run gets a "
+                                 "timestamped folder there and `latest` points to the newest fit)")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse as LightningCLI does, but report a parser error in one line (argument, file,
@@ -118,6 +123,7 @@ class ChanformerCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         """Add a rich progress bar, atomic tensors-only checkpoint I/O and a ``last.ckpt`` written
         after every epoch (see :func:`~chanformer.callbacks.upgrade_checkpoint_callbacks`)."""
+        kwargs = {**self._run_folder(), **kwargs}
         trainer = super().instantiate_trainer(**kwargs)
         upgrade_checkpoint_callbacks(trainer.callbacks)
         if trainer.progress_bar_callback is not None and not isinstance(trainer.progress_bar_callback, RichProgressBar):
@@ -132,6 +138,25 @@ class ChanformerCLI(LightningCLI):
                           "chanformer's tensors-only loading does not apply to it", stacklevel=1)  # fmt: skip
         return trainer
 
+    def _run_folder(self) -> dict[str, Any]:
+        """Trainer arguments that put this run in ``<root>/<timestamp>`` (``latest`` points to the
+        newest ``fit``; see :mod:`chanformer.cli.output`). A logger chosen by the config keeps its
+        own folders and nothing is changed."""
+        sub = self.subcommand or "fit"
+        trainer_cfg = self._get(self.config_init, "trainer", default={}) or {}
+        logger = trainer_cfg.get("logger")
+        if logger not in (None, True, False):
+            return {}
+        cfg = self.config.get(sub, {}) if self.subcommand else self.config
+        files = [str(p) for p in (cfg.get("config") or [])]
+        root = run_root(trainer_cfg.get("default_root_dir"), files, cfg.get("run_name"))
+        run_dir = plan_run_dir(root, sub)
+        os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers started by this run reuse the folder
+        out: dict[str, Any] = {"default_root_dir": str(run_dir)}
+        if logger is not False:
+            out["logger"] = _default_logger(run_dir)
+        return out
+
     def after_fit(self) -> None:
         cfg = self.config.get(self.subcommand, {})
         if not cfg.get("test_after_fit", True) or not _has_test(self.datamodule):
@@ -145,6 +170,16 @@ class ChanformerCLI(LightningCLI):
         path = self.config.get(self.subcommand, {}).get("importance_plot")
         if path and self.trainer.is_global_zero:
             _write_importance_plot(self.model, self.datamodule, path)
+
+
+def _default_logger(run_dir: Path) -> Any:
+    """Lightning's default logger (TensorBoard when installed, else CSV) writing straight into
+    ``run_dir`` instead of ``lightning_logs/version_N``."""
+    from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE, _TENSORBOARDX_AVAILABLE
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    cls = TensorBoardLogger if (_TENSORBOARD_AVAILABLE or _TENSORBOARDX_AVAILABLE) else CSVLogger
+    return cls(save_dir=str(run_dir.parent), name="", version=run_dir.name)
 
 
 def _write_importance_plot(model: Any, datamodule: Any, path: str) -> None:
@@ -186,15 +221,23 @@ def _print_results(metrics: dict[str, float], ckpt: str | None) -> None:
 def run_lightning_cli(args: list[str]) -> ChanformerCLI:
     # main() resolves recipe names, so it passes args even when sys.argv holds the same words.
     warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
-    return ChanformerCLI(
-        ChannelTask,
-        L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=args,
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-    )
+    before = os.environ.get(RUN_DIR_ENV)
+    try:
+        with quiet_lightning():
+            return ChanformerCLI(
+                ChannelTask,
+                L.LightningDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                args=args,
+                save_config_kwargs={"overwrite": True},
+                auto_configure_optimizers=False,
+            )
+    finally:
+        if before is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = before
 
 
 # -- one-line reports ---------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from chanformer.io import WriteError
 
 DEFAULT_RECIPE = "basicmotions-softs"
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+_DEFAULT_RECIPE_ARGS = ("--trainer.", "--ckpt_path", "--print_config", "--run_name", "--test_after_fit",
+                        "--seed_everything")
 
 
 class UsageError(Exception):
@@ -85,7 +87,9 @@ def _resolve_config_args(args: list[str]) -> list[str]:
 def _lightning(args: list[str]) -> int:
     from chanformer.cli.lightning_cli import run_lightning_cli
 
-    if args[1:] == [] or all(a.startswith("--trainer.") or a.startswith("--ckpt_path") for a in args[1:]):
+    # Arguments that leave the model and data to a config: without --config, the default recipe
+    # supplies them (so `fit --print_config` prints what a bare `fit` runs).
+    if all(a.startswith(_DEFAULT_RECIPE_ARGS) for a in args[1:]):
         if not any(a in ("--config", "-c") or a.startswith("--config=") for a in args):
             args = [args[0], "--config", DEFAULT_RECIPE, *args[1:]]
     run_lightning_cli(_resolve_config_args(args))
