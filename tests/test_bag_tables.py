@@ -253,7 +253,7 @@ def test_one_fold_cli_fit_learns_musk1(tmp_path, threads):
                              f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false",
                              f"--model.init_args.export_dir={tmp_path / 'pretrained'}"])  # fmt: skip
     acc = float(cli.trainer.callback_metrics["test/acc"])  # the CLI tested the fitted model on fold 1
-    assert acc >= 0.7, acc
+    assert acc >= 0.7 - 1e-6, acc  # at least 7 of the 10 test bags (0.7 is 0.69999999 in float32)
     assert time.perf_counter() - t < 30
     assert (tmp_path / "pretrained" / "model.safetensors").is_file()
 
@@ -278,7 +278,19 @@ def test_cross_validation_runs_models_and_baseline_on_the_same_folds(tmp_path, t
     assert logistic_regression_accuracy(dm) == pytest.approx(res["accuracy"]["logreg"][0][1])
 
 
-# -- the measured cross-validation (slow: about 20 minutes on 2 CPU cores) ---------------------------------
+def test_cross_validation_can_extend_an_earlier_run_with_later_fold_draws(tmp_path, threads):
+    from chanformer.eval.mil_cv import cross_validate, logistic_regression_accuracy
+
+    path = _csv(tmp_path / "t.csv", _frame(16))
+    res = cross_validate(str(path), recipes=(), n_folds=2, repeats=2, first_repeat=3, log=None)
+    assert (res.repeats, res.first_repeat) == (2, 3) and len(res.accuracy["logreg"]) == 2
+    for i, draw in enumerate((3, 4)):
+        for fold in range(2):
+            dm = BagTableDataModule(str(path), n_folds=2, fold=fold, repeat=draw)
+            assert res.accuracy["logreg"][i][fold] == pytest.approx(logistic_regression_accuracy(dm))
+
+
+# -- the measured cross-validation (slow: about 30 minutes on 2 CPU cores) ---------------------------------
 @needs_musk
 @pytest.mark.slow
 def test_musk_cross_validation_reaches_the_documented_accuracy(threads):
@@ -291,6 +303,6 @@ def test_musk_cross_validation_reaches_the_documented_accuracy(threads):
             assert summary[name]["mean"] >= floor, (path.stem, name, summary[name])
 
 
-#: 0.02 below the measured 10-fold x 5 accuracies (docs/mil.md: Musk1 0.858 / 0.839 / 0.869, Musk2 0.837 / 0.822 / 0.807).
-MUSK1_MIN = {"musk-abmil": 0.838, "musk-acmil": 0.819, "logreg": 0.849}
-MUSK2_MIN = {"musk-abmil": 0.817, "musk-acmil": 0.802, "logreg": 0.787}
+#: 0.02 below run 2 of docs/mil.md (10-fold x 5, 15 epochs, 1 bag per step: Musk1 0.876 / 0.876 / 0.869, Musk2 0.876 / 0.828 / 0.807).
+MUSK1_MIN = {"musk-abmil": 0.856, "musk-acmil": 0.856, "logreg": 0.848}
+MUSK2_MIN = {"musk-abmil": 0.855, "musk-acmil": 0.808, "logreg": 0.787}

@@ -48,11 +48,13 @@ BASELINE = "logreg"
 
 @dataclass
 class CVResult:
-    """Per-fold test accuracies of one bag table: ``accuracy[model][repeat][fold]``; wall seconds per model."""
+    """Per-fold test accuracies of one bag table: ``accuracy[model][i][fold]`` for fold draw
+    ``first_repeat + i``; wall seconds per model."""
 
     source: str
     n_folds: int
     repeats: int
+    first_repeat: int = 0
     accuracy: dict[str, list[list[float]]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -152,16 +154,18 @@ def cross_validate(
     logreg_C: float | None = DEFAULT_LOGREG_C,
     overrides: Sequence[str] = (),
     log: Any = sys.stderr,
+    first_repeat: int = 0,
 ) -> CVResult:
     """``repeats`` x ``n_folds``-fold cross-validation of every recipe on ``source`` (and the
-    pooled logistic regression unless ``logreg_C`` is None), one line per fold on ``log``."""
+    pooled logistic regression unless ``logreg_C`` is None), one line per fold on ``log``.
+    The fold draws are ``first_repeat .. first_repeat + repeats - 1`` (to extend an earlier run)."""
     from chanformer.datasets.bag_tables import BagTableDataModule
 
-    res = CVResult(str(source), n_folds, repeats)
+    res = CVResult(str(source), n_folds, repeats, first_repeat)
     names = [*recipes, *([BASELINE] if logreg_C is not None else [])]
     for name in names:
         res.accuracy[name], res.seconds[name] = [], 0.0
-    for r in range(repeats):
+    for r in range(first_repeat, first_repeat + repeats):
         for name in names:
             res.accuracy[name].append([])
         for f in range(n_folds):
@@ -170,14 +174,14 @@ def cross_validate(
                 t = time.perf_counter()
                 acc, dm = fit_fold(recipe, source, f, r, n_folds, overrides)
                 res.seconds[recipe] += time.perf_counter() - t
-                res.accuracy[recipe][r].append(acc)
+                res.accuracy[recipe][-1].append(acc)
             if logreg_C is not None:
                 t = time.perf_counter()
                 dm = dm or BagTableDataModule(source, n_folds=n_folds, fold=f, repeat=r)
-                res.accuracy[BASELINE][r].append(logistic_regression_accuracy(dm, logreg_C))
+                res.accuracy[BASELINE][-1].append(logistic_regression_accuracy(dm, logreg_C))
                 res.seconds[BASELINE] += time.perf_counter() - t
             if log is not None:
-                accs = "  ".join(f"{n} {res.accuracy[n][r][-1]:.3f}" for n in names)
+                accs = "  ".join(f"{n} {res.accuracy[n][-1][-1]:.3f}" for n in names)
                 print(f"{Path(source).name} repeat {r} fold {f}: {accs}", file=log, flush=True)
     return res
 
@@ -246,7 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         q.add_argument("--override", action="append", default=[], metavar="ARG",
                        help="extra `chanformer fit` argument, e.g. --override=--trainer.max_epochs=20 (repeatable)")  # fmt: skip
         q.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    cv.add_argument("--repeats", type=int, default=5, help="repetitions of the cross-validation (fold draws 0..R-1)")
+    cv.add_argument("--repeats", type=int, default=5, help="repetitions of the cross-validation (fold draws F..F+R-1)")
+    cv.add_argument("--first-repeat", type=int, default=0, metavar="F", help="first fold draw (to extend an earlier run)")
     cv.add_argument("--logreg-C", type=float, default=DEFAULT_LOGREG_C, help="logistic regression C (<= 0: no baseline)")
     cv.add_argument("--out", type=Path, default=None, help="write every fold's accuracy as JSON here")
     sel.add_argument("--val-fraction", type=float, default=0.2, help="share of each fold's training bags held out")
@@ -264,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = []
         for s in a.sources:
             t = time.perf_counter()
-            res = cross_validate(s, a.recipes, a.folds, a.repeats, a.logreg_C if a.logreg_C > 0 else None, a.override)
+            res = cross_validate(s, a.recipes, a.folds, a.repeats, a.logreg_C if a.logreg_C > 0 else None, a.override,
+                                 first_repeat=a.first_repeat)
             results.append(res)
             print(f"{s}: {time.perf_counter() - t:.0f} s", file=sys.stderr)
         print(_format_table(results))
