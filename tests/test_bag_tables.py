@@ -265,7 +265,7 @@ def _recipe(name: str) -> str:
 
 
 def test_cross_validation_runs_models_and_baseline_on_the_same_folds(tmp_path, threads):
-    from chanformer.eval.mil_cv import logistic_regression_accuracy, main
+    from benchmarks.mil_cv import logistic_regression_accuracy, main
 
     path = _csv(tmp_path / "t.csv", _frame(16))
     out = tmp_path / "cv.json"
@@ -279,7 +279,7 @@ def test_cross_validation_runs_models_and_baseline_on_the_same_folds(tmp_path, t
 
 
 def test_cross_validation_can_extend_an_earlier_run_with_later_fold_draws(tmp_path, threads):
-    from chanformer.eval.mil_cv import cross_validate, logistic_regression_accuracy
+    from benchmarks.mil_cv import cross_validate, logistic_regression_accuracy
 
     path = _csv(tmp_path / "t.csv", _frame(16))
     res = cross_validate(str(path), recipes=(), n_folds=2, repeats=2, first_repeat=3, log=None)
@@ -294,7 +294,7 @@ def test_cross_validation_can_extend_an_earlier_run_with_later_fold_draws(tmp_pa
 @needs_musk
 @pytest.mark.slow
 def test_musk_cross_validation_reaches_the_documented_accuracy(threads):
-    from chanformer.eval.mil_cv import cross_validate
+    from benchmarks.mil_cv import cross_validate
 
     thresholds = {"musk1": MUSK1_MIN, "musk2": MUSK2_MIN}
     for path in (MUSK1, MUSK2):
@@ -303,6 +303,7 @@ def test_musk_cross_validation_reaches_the_documented_accuracy(threads):
             assert summary[name]["mean"] >= floor, (path.stem, name, summary[name])
 
 
-#: 0.02 below run 2 of docs/mil.md (10-fold x 5, 15 epochs, 1 bag per step: Musk1 0.876 / 0.876 / 0.869, Musk2 0.876 / 0.828 / 0.807).
+#: 0.02 below run 2 of docs/mil.md (10-fold x 5, 15 epochs, 1 bag per step:
+#: Musk1 0.876 / 0.876 / 0.869, Musk2 0.876 / 0.828 / 0.807).
 MUSK1_MIN = {"musk-abmil": 0.856, "musk-acmil": 0.856, "logreg": 0.848}
 MUSK2_MIN = {"musk-abmil": 0.855, "musk-acmil": 0.808, "logreg": 0.787}

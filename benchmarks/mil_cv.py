@@ -9,8 +9,8 @@ regression classifies the mean/max/min-pooled instance features of every bag.
 
 Command line::
 
-    python -m chanformer.eval.mil_cv cv ../shared/data/mil-classic/musk1.csv ../shared/data/mil-classic/musk2.csv
-    python -m chanformer.eval.mil_cv select ../shared/data/mil-classic/musk1.csv --val-fraction 0.2
+    python -m benchmarks.mil_cv cv ../shared/data/mil-classic/musk1.csv ../shared/data/mil-classic/musk2.csv
+    python -m benchmarks.mil_cv select ../shared/data/mil-classic/musk1.csv --val-fraction 0.2
 
 ``cv`` prints mean ± std accuracy per model (std over all folds of all repetitions, and over the
 repetition means) and can write every fold's accuracy as JSON (``--out``). ``select`` is the
@@ -214,13 +214,13 @@ def validation_curves(
     from chanformer.cli.lightning_cli import run_lightning_cli
 
     # the class the CLI instantiates by name (not __main__'s copy under `python -m`)
-    curve_cls = importlib.import_module("chanformer.eval.mil_cv").ValAccuracyCurve
+    curve_cls = importlib.import_module("benchmarks.mil_cv").ValAccuracyCurve
     curves = []
     for f in range(min(n_folds, max_folds or n_folds)):
         with tempfile.TemporaryDirectory(prefix="mil-select-") as tmp:
             args = _fit_args(recipe, source, f, repeat, n_folds, Path(tmp), overrides)
             args += [f"--data.init_args.val_fraction={val_fraction}", "--trainer.num_sanity_val_steps=0",
-                     "--trainer.callbacks+=chanformer.eval.mil_cv.ValAccuracyCurve"]  # fmt: skip
+                     "--trainer.callbacks+=benchmarks.mil_cv.ValAccuracyCurve"]  # fmt: skip
             with _quiet():
                 cli = run_lightning_cli(args)
             rec = next(c for c in cli.trainer.callbacks if isinstance(c, curve_cls))
@@ -239,7 +239,7 @@ def _format_table(results: Sequence[CVResult]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m chanformer.eval.mil_cv", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.mil_cv", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     cv = sub.add_parser("cv", help="repeated k-fold cross-validation of MIL recipes and the pooled logistic regression")
     sel = sub.add_parser("select", help="validation accuracy per epoch on training folds only (hyperparameter choice)")
