@@ -71,49 +71,6 @@ class GatedAttention(nn.Module):
         return self.score(a).transpose(-1, -2)
 
 
-def stkim_mask(
-    logits: Tensor,
-    n_masked_patch: int,
-    mask_drop: float,
-    mask: Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Stochastic Top-K Instance Masking: which instances to hide, ``[B, K, N]`` bool.
-
-    Per bag and branch, among the bag's real instances (``mask [B, N]``), take the
-    ``n_top = min(n_masked_patch, n_real)`` largest logits and pick ``int(n_top * mask_drop)``
-    of them uniformly at random.
-
-    Args:
-        logits: attention logits ``[B, K, N]`` (padded instances may hold anything).
-        n_masked_patch: size of the top set.
-        mask_drop: fraction of the top set to hide, in ``[0, 1]``.
-        mask: ``[B, N]`` True = real instance; ``None`` = all real.
-        generator: random generator for the draw.
-
-    """
-    b, k, n = logits.shape
-    hidden = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
-    top = min(n_masked_patch, n)
-    if top <= 0 or mask_drop <= 0:
-        return hidden
-    n_real = torch.full((b,), n, device=logits.device) if mask is None else mask.sum(1)
-    n_top = n_real.clamp_max(n_masked_patch)  # [B]
-    n_drop = torch.floor(n_top.to(torch.float64) * mask_drop).long()  # = int(n_top * mask_drop)
-    scores = (
-        logits.detach() if mask is None else logits.detach().masked_fill(~mask[:, None, :], float("-inf"))
-    )
-    idx = scores.topk(top, dim=-1).indices  # [B, K, top]
-    r = torch.rand((b, k, top), generator=generator, device="cpu" if generator is None else generator.device)
-    r = r.to(logits.device)
-    slot = torch.arange(top, device=logits.device)
-    r = r.masked_fill(slot >= n_top[:, None, None], 2.0)  # slots beyond the bag's top set never win
-    rank = r.argsort(-1).argsort(-1)  # random rank of every top slot
-    chosen = rank < n_drop[:, None, None]
-    hidden.scatter_(-1, idx, chosen)
-    return hidden
-
-
 def _weighted_stats(x: Tensor, w: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     mean = (w * x).sum(dim=2)
     std = torch.sqrt((w * (x - mean[..., None]).pow(2)).sum(dim=2).clamp_min(eps))
