@@ -226,7 +226,7 @@ def _read_tiff(path: Path, level: int, channels: Sequence[str] | None) -> xr.Dat
         lazy, n = _tiff_layout(tf, path, level)
         attrs: dict[str, Any] = {"source": str(path)}
         keys = [f"ch{i}" for i in range(n)]
-        coords: dict[str, list[float]] = {}
+        coords: dict[str, Sequence[Any]] = {}
         if tf.is_ome and tf.ome_metadata:
             chans, px = _ome_meta(tf.ome_metadata, path)
             if chans:
@@ -260,7 +260,8 @@ def _read_pil(path: Path, channels: Sequence[str] | None) -> xr.DataArray:
     try:
         with Image.open(path) as im:
             if im.mode == "P":
-                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+                # Image.open types its target as ImageFile; convert() gives a plain Image, used only via the Image API
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")  # type: ignore[assignment]
             arr = np.asarray(im)
     except Exception as e:
         raise ImageReadError(f"{path}: cannot read image: {e}", path=path) from e
@@ -314,7 +315,7 @@ def _read_zarr(path: Path, level: int, channels: Sequence[str] | None, missing_c
 
     try:
         group = zarr.open_group(str(path), mode="r")
-        meta = dict(group.attrs)
+        meta: dict[str, Any] = dict(group.attrs)
     except Exception as e:
         raise ImageReadError(f"{path}: cannot open as an OME-Zarr group: {e}", path=path) from e
     meta = meta.get("ome", meta)
@@ -325,7 +326,7 @@ def _read_zarr(path: Path, level: int, channels: Sequence[str] | None, missing_c
     if not 0 <= level < len(dsets):
         raise ImageReadError(f"{path}: no multiscale level {level} (levels: {len(dsets)})", path=path)
     try:
-        arr = group[dsets[level]["path"]]
+        arr: Any = group[dsets[level]["path"]]  # an Array: multiscale dataset paths name arrays
     except Exception as e:
         raise ImageReadError(f"{path}: cannot open level {level} array {dsets[level].get('path')!r}: {e}", path=path) from e
     axes_meta = ms.get("axes") or list({5: "tczyx", 4: "czyx", 3: "cyx", 2: "yx"}[arr.ndim])

@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -87,7 +87,8 @@ class Slide:
             self._tif = tifffile.TiffFile(self.path)
             series = self._tif.series[0]
             levels = list(series.levels)
-            self._arrays = [zarr.open(series.aszarr(level=i), mode="r") for i in range(len(levels))]
+            # zarr.open on a tifffile level store gives an Array (stubs say Array | Group)
+            self._arrays: list[Any] = [zarr.open(series.aszarr(level=i), mode="r") for i in range(len(levels))]
         except Exception as e:
             cut = _truncation(getattr(self, "_tif", None), self.path)
             self.close()
@@ -349,7 +350,7 @@ def tile_slide(
     if not 0.0 <= min_tissue <= 1.0:
         raise ValueError(f"min_tissue={min_tissue}: must be in [0, 1]")
     own = not isinstance(slide, Slide)
-    s = Slide(slide) if own else slide
+    s = Slide(cast("str | os.PathLike[str]", slide)) if own else cast(Slide, slide)
     try:
         if magnification is not None:
             if not base_magnification:
