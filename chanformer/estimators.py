@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -336,7 +336,8 @@ class _ChannelEstimator(BaseEstimator):
         if not (isinstance(opt, type) and issubclass(opt, torch.optim.Optimizer)):
             raise ValueError(f"optimizer={opt!r}: a name ({sorted(_OPTIMIZERS)}) or a torch.optim.Optimizer class")
         extra = {"momentum": 0.9} if opt is torch.optim.SGD else {}
-        return opt(params, lr=self.lr, weight_decay=self.weight_decay, **extra)
+        # the Optimizer base signature is (params, defaults); every torch.optim subclass takes lr/weight_decay
+        return opt(params, lr=self.lr, weight_decay=self.weight_decay, **extra)  # type: ignore[call-arg, arg-type]
 
     # -- training -----------------------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -409,7 +410,7 @@ class _ChannelEstimator(BaseEstimator):
     def encoder_(self) -> Encoder:
         """The trained encoder (for embeddings, export or saving with ``save_pretrained``)."""
         check_is_fitted(self, "module_")
-        return self.module_.encoder  # type: ignore[no-any-return]
+        return cast(Encoder, self.module_.encoder)
 
     def embed(self, X: Any, channel_names: Sequence[Any] | None = None) -> np.ndarray:
         """Embeddings ``[n, D]`` of the trained encoder (named ``embed``, not ``transform``, so

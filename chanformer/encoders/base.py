@@ -211,7 +211,7 @@ class Encoder(nn.Module, metaclass=abc.ABCMeta):
             new = nn.Embedding(len(target), weight.shape[1], device=weight.device, dtype=weight.dtype)
             with torch.no_grad():
                 new.weight.copy_(weight)
-            self.channel_embed = new
+            self.channel_embed: nn.Embedding | None = new  # families without a table leave it None
             if self.channel_table_arg is not None and hasattr(self, "encoder_kwargs"):
                 self.encoder_kwargs = {**self.encoder_kwargs, self.channel_table_arg: len(target)}
             if hasattr(self, self.channel_table_arg or ""):

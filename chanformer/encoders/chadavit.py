@@ -161,7 +161,7 @@ class ChAdaViT(Encoder):
 
     def reset_parameters(self) -> None:
         """Truncated-normal(0.02) init of embeddings and linear weights; zero biases; unit norms."""
-        params = [self.pos_embed, self.cls_token]
+        params: list[Tensor] = [self.pos_embed, self.cls_token]
         if self.channel_embed is not None:
             params.append(self.channel_embed.weight)
         for p in params:
@@ -276,14 +276,14 @@ def chadavit_small(**kw) -> ChAdaViT:  # type: ignore[no-untyped-def]
 
     12 blocks, 2 heads, class defaults embed 192, patch 16, FFN 2048, 10 channel slots, 224 px.
     """
-    cfg = {"img_size": 224, "patch_size": 16, "embed_dim": 192, "depth": 12, "num_heads": 2} | kw
+    cfg: dict[str, Any] = {"img_size": 224, "patch_size": 16, "embed_dim": 192, "depth": 12, "num_heads": 2} | kw
     return ChAdaViT(**cfg)
 
 
 @register_encoder
 def chadavit_test(**kw) -> ChAdaViT:  # type: ignore[no-untyped-def]
     """Tiny ChAda-ViT for tests and docs (16 px, patch 8, 32 wide, 2 blocks, FFN 64)."""
-    cfg = {"img_size": 16, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
+    cfg: dict[str, Any] = {"img_size": 16, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
     cfg["dim_feedforward"] = 64
     cfg |= kw
     return ChAdaViT(**cfg)

@@ -70,6 +70,7 @@ class ChannelViT(Encoder):
 
     data_args = {"image_size": "img_size", "vocab_size": "num_channels"}
     channel_table_arg = "num_channels"
+    channel_embed: nn.Embedding  # always built (Encoder types it optional)
 
     def __init__(
         self,
@@ -205,20 +206,20 @@ class ChannelViT(Encoder):
 @register_encoder
 def channelvit_small_p16(**kw) -> ChannelViT:  # type: ignore[no-untyped-def]
     """ViT-S/16 ChannelViT (384 wide, 12 blocks, 6 heads, qkv bias, LayerNorm eps 1e-6), 224 px."""
-    cfg = {"img_size": 224, "patch_size": 16, "embed_dim": 384, "depth": 12, "num_heads": 6} | kw
+    cfg: dict[str, Any] = {"img_size": 224, "patch_size": 16, "embed_dim": 384, "depth": 12, "num_heads": 6} | kw
     return ChannelViT(**cfg)
 
 
 @register_encoder
 def channelvit_small_p8(**kw) -> ChannelViT:  # type: ignore[no-untyped-def]
     """ViT-S/8 ChannelViT (the paper's main JUMP-CP / So2Sat setting), 224 px."""
-    cfg = {"img_size": 224, "patch_size": 8, "embed_dim": 384, "depth": 12, "num_heads": 6} | kw
+    cfg: dict[str, Any] = {"img_size": 224, "patch_size": 8, "embed_dim": 384, "depth": 12, "num_heads": 6} | kw
     return ChannelViT(**cfg)
 
 
 @register_encoder
 def channelvit_test(**kw) -> ChannelViT:  # type: ignore[no-untyped-def]
     """Tiny ChannelViT for tests and docs (16 px, patch 8, 32 wide, 2 blocks)."""
-    cfg = {"img_size": 16, "patch_size": 8, "num_channels": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
+    cfg: dict[str, Any] = {"img_size": 16, "patch_size": 8, "num_channels": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
     cfg |= kw
     return ChannelViT(**cfg)

@@ -42,7 +42,7 @@ class TemporalStem(nn.Module):
         kernel: int,
         patch: int,
         drop: float,
-        **kw: torch.device | torch.dtype | None,
+        **kw: Any,
     ) -> None:
         super().__init__()
         self.pointwise = nn.Conv1d(n_chans, emb, 1, bias=False, **kw)
@@ -68,7 +68,7 @@ class ChannelSeriesEmbed(nn.Module):
     """
 
     def __init__(
-        self, hidden: int, emb: int, kernel: int, stride: int, **kw: torch.device | torch.dtype | None
+        self, hidden: int, emb: int, kernel: int, stride: int, **kw: Any
     ) -> None:
         super().__init__()
         self.conv = nn.Conv1d(1, hidden, kernel, stride=stride, padding=kernel // 2, **kw)
@@ -308,11 +308,13 @@ class DBConformer(Encoder):
             t = self.temporal_stem(x, self.drop_last_sample)
             if self.temporal_pos is not None:
                 t = t + self.temporal_pos
+            assert self.temporal_blocks is not None  # built together with temporal_stem
             out.append(run_blocks(self.temporal_blocks, t, None))
         if self.spatial_embed is not None:
             s = self.spatial_embed(x)
             if self.spatial_pos is not None:
                 s = s + self.spatial_pos
+            assert self.spatial_blocks is not None  # built together with spatial_embed
             out.append(run_blocks(self.spatial_blocks, s, None))
         return torch.cat(out, dim=1)
 

@@ -245,7 +245,7 @@ class GAT(Encoder):
 @register_encoder
 def gat(**kw) -> GAT:  # type: ignore[no-untyped-def]
     """GAT with GAAM-reweighted dot-product attention, 3 layers of width 128."""
-    cfg = {"seq_len": 96, "d_model": 128, "n_layers": 3, "n_heads": 4, "gaam_heads": 4, "num_gaussians": 4,
+    cfg: dict[str, Any] = {"seq_len": 96, "d_model": 128, "n_layers": 3, "n_heads": 4, "gaam_heads": 4, "num_gaussians": 4,
            "d_ff": 256, "mode": "gaam+sdpa"} | kw  # fmt: skip
     return GAT(**cfg)
 
@@ -253,6 +253,6 @@ def gat(**kw) -> GAT:  # type: ignore[no-untyped-def]
 @register_encoder
 def gat_test(**kw) -> GAT:  # type: ignore[no-untyped-def]
     """Tiny GAT for tests and docs."""
-    cfg = {"seq_len": 16, "d_model": 16, "n_layers": 1, "n_heads": 2, "gaam_heads": 2, "num_gaussians": 2,
+    cfg: dict[str, Any] = {"seq_len": 16, "d_model": 16, "n_layers": 1, "n_heads": 2, "gaam_heads": 2, "num_gaussians": 2,
            "d_ff": 32} | kw  # fmt: skip
     return GAT(**cfg)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
+from typing import cast
 
 import numpy as np
 import torch
@@ -47,7 +48,11 @@ def interpolation_matrix(vocab: ChannelVocab, present: Sequence[str], missing: S
 
     Raises ``ValueError`` naming every channel (present or missing) without a position.
     """
-    no_pos = [k for k in [*present, *missing] if vocab[k].position is None or not np.isfinite(vocab[k].position).all()]
+    no_pos = [
+        k
+        for k in [*present, *missing]
+        if vocab[k].position is None or not np.isfinite(cast("tuple[float, float, float]", vocab[k].position)).all()
+    ]
     if no_pos:
         raise ValueError(f"cannot interpolate missing electrodes: channel(s) {no_pos} have no position in vocabulary "
                          f"{vocab.name!r}")

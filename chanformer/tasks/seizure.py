@@ -22,6 +22,8 @@ class FalseAlarmsPerHour(Metric):
     """
 
     full_state_update = False
+    false_pos: Tensor  # metric states (add_state)
+    negatives: Tensor
 
     def __init__(self, window_s: float, threshold: float = 0.5, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -55,6 +57,8 @@ class SeizureDetectionTask(ClassificationTask):
         **kwargs: see :class:`ClassificationTask`; load a pre-trained encoder with ``pretrained=``.
 
     """
+
+    class_weight: Tensor  # buffer (register_buffer)
 
     def __init__(self, *args: Any, window_s: float | None = None, seizure_weight: float = 1.0, **kwargs: Any) -> None:
         self.window_s_arg, self.seizure_weight = window_s, seizure_weight
