@@ -68,7 +68,7 @@ def rgb_vocab() -> ChannelVocab:
 def _open_group(path: Path, mode: str) -> Any:
     import zarr
 
-    return zarr.open_group(str(path), mode=mode)
+    return zarr.open_group(str(path), mode=mode)  # type: ignore[arg-type]  # callers pass the Literal modes zarr takes
 
 
 def _write_array(group: Any, name: str, data: np.ndarray) -> None:

@@ -50,6 +50,10 @@ class ChannelDataModule(L.LightningDataModule):
 
     """
 
+    train_dataset: Dataset[ChannelSample] | None
+    val_dataset: Dataset[ChannelSample] | None
+    test_dataset: Dataset[ChannelSample] | None
+
     def __init__(
         self,
         train: Dataset[ChannelSample] | None = None,

@@ -330,7 +330,8 @@ class ImageManifestDataset(Dataset[ChannelSample]):
 
     def open(self, index: int) -> tuple[list[xr.DataArray], list[str]]:
         """Lazy DataArrays of item ``index`` (one per file) and its channel keys."""
-        das, keys = [], []
+        das: list[xr.DataArray] = []
+        keys: list[str] = []
         for path, names, sensor in self.items[index]["files"]:
             da = read_image(path, level=self.level, sensor=sensor, bands=names if sensor else None,
                             missing_chunks=self.missing_chunks)  # fmt: skip

@@ -30,7 +30,7 @@ class ChannelAttentionPool(nn.Module):
     ``[B, C, E] -> ([B, E], weights [B, C])``.
     """
 
-    def __init__(self, emb: int, **kw: torch.device | torch.dtype | None) -> None:
+    def __init__(self, emb: int, **kw: Any) -> None:
         super().__init__()
         self.fc1 = nn.Linear(emb, emb, **kw)
         self.fc2 = nn.Linear(emb, 1, **kw)
