@@ -172,9 +172,8 @@ class PhysionetMMIDataset(EEGWindowDataset):
             are left out. ``T0`` of runs 1/2 is always ``eyes_open``/``eyes_closed``.
         vocab: channel vocabulary (default 10-05).
         **kwargs: passed on to :class:`~chanformer.datasets.eeg.EEGWindowDataset` (``resample``,
-            ``l_freq``, ``h_freq``, ``reference``, ``euclidean_alignment``, ...). A few subjects
-            (e.g. S088, S092, S100) were recorded at 128 Hz: pass ``resample=160`` when they are
-            mixed with the others.
+            ``l_freq``, ``h_freq``, ``reference``, ``euclidean_alignment``, ...). Files whose sampling
+            rates differ are refused by name unless ``resample=`` gives one common rate.
 
     Real and imagined runs share class names (``left_fist`` means the cue, executed or
     imagined); :attr:`window_run_types` tells them apart.
