@@ -25,10 +25,9 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from chanformer.batch import BagBatch
-from chanformer.datasets.bags import Bag
+from chanformer.datasets.bags import Bag, BagLoaders
 from chanformer.spec import DataSpec
 
 __all__ = [
@@ -332,7 +331,7 @@ class ListBagDataset(Dataset[Bag]):
         return np.array([b.label for b in self.bags], dtype=np.int64)
 
 
-class BagTableDataModule(L.LightningDataModule):
+class BagTableDataModule(BagLoaders, L.LightningDataModule):
     """Cross-validation over the bags of one table: fold ``fold`` of ``n_folds`` is the test set.
 
     The folds are stratified by bag label and drawn with ``repeat`` as their seed, so
@@ -424,23 +423,3 @@ class BagTableDataModule(L.LightningDataModule):
         ds = self.datasets[split]
         return [] if ds is None else list(ds.bags)
 
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        ds = self.datasets.get(split)
-        if ds is None:
-            return []  # type: ignore[return-value]
-        from chanformer.datasets.datamodule import EpochShuffleSampler
-
-        return DataLoader(ds, batch_size=self.batch_size, collate_fn=BagBatch.collate, num_workers=self.num_workers,
-                          sampler=EpochShuffleSampler(len(ds), self.seed) if shuffle else None)  # fmt: skip
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")

@@ -307,7 +307,38 @@ class BagDataset(Dataset[Bag]):
         return np.array([-1 if b.label is None else b.label for b in self.bags])
 
 
-class BagDataModule(L.LightningDataModule):
+class BagLoaders:
+    """The loaders of a bag datamodule: ``self.datasets[split]`` batched into padded
+    :class:`BagBatch` es (training order reshuffled per epoch from ``self.seed``)."""
+
+    datasets: dict[str, Any]
+    batch_size: int
+    num_workers: int
+    seed: int
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        ds = self.datasets.get(split)
+        if ds is None:
+            return []  # type: ignore[return-value]
+        from chanformer.datasets.datamodule import EpochShuffleSampler
+
+        return DataLoader(ds, batch_size=self.batch_size, collate_fn=BagBatch.collate, num_workers=self.num_workers,
+                          sampler=EpochShuffleSampler(len(ds), self.seed) if shuffle else None)  # fmt: skip
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+
+class BagDataModule(BagLoaders, L.LightningDataModule):
     """Train/val/test bags from one store, split by slide (stratified by label).
 
     Args:
@@ -381,26 +412,6 @@ class BagDataModule(L.LightningDataModule):
         return DataSpec(num_classes=self.num_classes, class_names=[str(i) for i in range(self.num_classes)],
                         feature_dim=self.feature_dim)  # fmt: skip
 
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        ds = self.datasets.get(split)
-        if ds is None:
-            return []  # type: ignore[return-value]
-        from chanformer.datasets.datamodule import EpochShuffleSampler
-
-        return DataLoader(ds, batch_size=self.batch_size, collate_fn=BagBatch.collate, num_workers=self.num_workers,
-                          sampler=EpochShuffleSampler(len(ds), self.seed) if shuffle else None)  # fmt: skip
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
 
 
 def read_grids(directory: str | os.PathLike[str]) -> dict[str, TileGrid]:
