@@ -349,10 +349,12 @@ class _ChannelEstimator(BaseEstimator):
             raise ValueError(f"lr={self.lr!r}: must be a positive number")
 
     def _build(self, data: _Data, targets: Any) -> nn.Module:
-        raise NotImplementedError
+        """The network for this estimator (the classifier's and the regressor's heads differ)."""
+        raise NotImplementedError(f"{type(self).__name__} must define _build (ChannelClassifier / ChannelRegressor do)")
 
     def _loss(self, module: nn.Module, batch: ChannelBatch) -> Tensor:
-        raise NotImplementedError
+        """The training loss of one batch."""
+        raise NotImplementedError(f"{type(self).__name__} must define _loss (ChannelClassifier / ChannelRegressor do)")
 
     def _target_tensor(self, y: Any) -> Tensor:
         raise NotImplementedError
