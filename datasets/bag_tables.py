@@ -390,7 +390,7 @@ class BagTableDataModule(BagLoaders, L.LightningDataModule):
         test = folds[fold]
         rest = np.setdiff1d(np.arange(len(labels)), test)
         if val_fraction > 0:
-            from chanformer.datasets.datamodule import stratified_split
+            from chanformer.datasets.base import stratified_split
 
             tr, va = stratified_split(labels[rest], val_fraction, seed + 1000 * repeat + fold)
             train, val = rest[tr], rest[va]

@@ -320,7 +320,7 @@ class BagLoaders:
         ds = self.datasets.get(split)
         if ds is None:
             return []  # type: ignore[return-value]
-        from chanformer.datasets.datamodule import EpochShuffleSampler
+        from chanformer.datasets.base import EpochShuffleSampler
 
         return DataLoader(ds, batch_size=self.batch_size, collate_fn=BagBatch.collate, num_workers=self.num_workers,
                           sampler=EpochShuffleSampler(len(ds), self.seed) if shuffle else None)  # fmt: skip
@@ -381,7 +381,7 @@ class BagDataModule(BagLoaders, L.LightningDataModule):
             split = json.loads(Path(split_file).read_text())
             parts = {k: [names.index(s) for s in split.get(k, [])] for k in ("train", "val", "test")}
         else:
-            from chanformer.datasets.datamodule import stratified_split
+            from chanformer.datasets.base import stratified_split
 
             rest, test = stratified_split(labels, test_fraction, seed) if test_fraction > 0 else (np.arange(len(labels)), [])
             tr, va = stratified_split(labels[rest], val_fraction / max(1e-9, 1 - test_fraction), seed + 1) if val_fraction > 0 \

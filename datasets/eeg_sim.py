@@ -30,7 +30,7 @@ from torch.utils.data import Subset
 from chanformer.batch import ChannelSample
 from chanformer.channels import eeg_1005_vocab
 from chanformer.contract import InputContract
-from chanformer.datasets.datamodule import ChannelDataModule, stratified_split
+from chanformer.datasets.base import ChannelDataModule, stratified_split
 from chanformer.datasets.eeg import EEGWindowDataset
 from chanformer.spec import DataSpec
 

@@ -10,7 +10,7 @@ from torch.utils.data import Subset
 
 from chanformer.channels import ChannelVocab
 from chanformer.contract import InputContract
-from chanformer.datasets.datamodule import ChannelDataModule
+from chanformer.datasets.base import ChannelDataModule
 from chanformer.datasets.eeg import DATA_TYPES, EEGWindowDataset
 from chanformer.datasets.eeg_cache import CachedWindowDataset, cache_key, cache_windows, is_complete
 from chanformer.spec import DataSpec

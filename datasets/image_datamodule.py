@@ -21,7 +21,7 @@ from torch.utils.data import Dataset, Subset
 from chanformer.batch import ChannelSample
 from chanformer.channels import Channel, ChannelVocab
 from chanformer.contract import InputContract
-from chanformer.datasets.datamodule import ChannelDataModule, stratified_split
+from chanformer.datasets.base import ChannelDataModule, stratified_split
 from chanformer.datasets.imaging import ImageAugment, ImageManifestDataset
 from chanformer.datasets.imaging_sim import SyntheticImageDataset, cell_painting_vocab
 from chanformer.spec import DataSpec

@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from chanformer.batch import ChannelBatch, ChannelSample
 from chanformer.channels import Channel, ChannelVocab
-from chanformer.datasets.datamodule import ChannelDataModule
+from chanformer.datasets.base import ChannelDataModule
 from chanformer.io import safe_id
 from chanformer.spec import DataSpec
 

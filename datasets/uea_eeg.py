@@ -30,7 +30,8 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from chanformer.batch import ChannelSample
 from chanformer.channels import Channel, ChannelVocab, eeg_1005_vocab
-from chanformer.datasets.datamodule import ChannelDataModule, UEADataModule
+from chanformer.datasets.base import ChannelDataModule
+from chanformer.datasets.timeseries.datamodules import UEADataModule
 from chanformer.spec import DataSpec
 
 __all__ = [

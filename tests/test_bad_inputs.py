@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from chanformer.datasets.eeg import EEGWindowDataset, TruncatedRecordingError, read_recording
 from chanformer.datasets.imaging import ChannelNormalizer, ImageManifestDataset
 from chanformer.datasets.microscopy import ImageReadError, read_image, read_tile
-from chanformer.datasets.timeseries import ChannelStats, ForecastingDataset, UEADataset
-from chanformer.datasets.ts_format import TsFormatError, read_ts
+from chanformer.datasets.timeseries.datasets import ChannelStats, ForecastingDataset, UEADataset
+from chanformer.datasets.timeseries.ts_format import TsFormatError, read_ts
 from chanformer.datasets.wsi import Slide, SlideReadError, tile_slide, write_pyramid
 
 from .conftest import DATA
@@ -660,7 +660,7 @@ def _with(a: np.ndarray, idx: tuple[int, ...], value: float) -> np.ndarray:
 
 
 def _uea_datamodule(tmp: Path) -> object:
-    from chanformer.datasets.datamodule import UEADataModule
+    from chanformer.datasets.timeseries.datamodules import UEADataModule
 
     for split in ("TRAIN", "TEST"):
         _write(tmp / f"X_{split}.ts", "@problemName X\n@univariate true\n@classLabel false\n@data\n1,2,3\n")
@@ -759,7 +759,7 @@ def test_series_length_slip_is_read_as_the_data_say():
 
 @needs_uea
 def test_eyes_open_shut_datamodule_uses_all_128_values():
-    from chanformer.datasets.datamodule import UEADataModule
+    from chanformer.datasets.timeseries.datamodules import UEADataModule
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -683,9 +683,9 @@ def test_max_epochs_minus_one_warns_that_it_trains_until_stopped(tmp_path, capsy
 def test_nonfinite_batch_value_is_traced_to_file_and_line(tmp_path):
     import lightning as L
 
-    from chanformer.datasets.datamodule import ChannelDataModule
-    from chanformer.datasets.timeseries import UEADataset
-    from chanformer.datasets.ts_sources import uea_path
+    from chanformer.datasets.base import ChannelDataModule
+    from chanformer.datasets.timeseries.datasets import UEADataset
+    from chanformer.datasets.timeseries.sources import uea_path
     from chanformer.spec import DataSpec
     from chanformer.tasks import ClassificationTask
 

@@ -274,7 +274,7 @@ def test_dot_named_slides_cannot_wipe_the_store(few_slides, tmp_path: Path) -> N
 def test_speaker_and_dataset_names_are_checked(tmp_path: Path, monkeypatch) -> None:
     from chanformer.datasets import speech
     from chanformer.datasets.speech import SpeakerFolderDataset, generate_espeak_corpus
-    from chanformer.datasets.ts_sources import uea_path
+    from chanformer.datasets.timeseries.sources import uea_path
 
     (tmp_path / "root" / "alice").mkdir(parents=True)
     with pytest.raises(ValueError, match=r"SpeakerFolderDataset\(.*root\): speaker '\.\./\.\./etc'"):

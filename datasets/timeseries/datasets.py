@@ -1,7 +1,7 @@
 """Time-series datasets emitting :class:`~chanformer.batch.ChannelSample`.
 
 * :class:`UEADataset` / :func:`load_uea`: UEA/UCR classification archives in the ``.ts``
-  format (parsed by :mod:`chanformer.datasets.ts_format`), files shipped inside ``aeon``.
+  format (parsed by :mod:`chanformer.datasets.timeseries.ts_format`), files shipped inside ``aeon``.
 * :class:`ForecastingDataset`: long-horizon forecasting tables in the ETT/electricity layout
   (a ``date`` column plus one column per series), split and scaled like Time-Series-Library.
 * :class:`ChannelStats`: per-channel mean/std fitted on a training split only.
@@ -24,8 +24,8 @@ from torch.utils.data import Dataset
 
 from chanformer.batch import ChannelSample
 from chanformer.channels import ChannelVocab
-from chanformer.datasets.ts_format import TsData, read_ts
-from chanformer.datasets.ts_sources import load_macrodata, load_uschange, read_series_table, uea_path
+from chanformer.datasets.timeseries.sources import load_macrodata, load_uschange, read_series_table, uea_path
+from chanformer.datasets.timeseries.ts_format import TsData, read_ts
 
 __all__ = [
     "ChannelStats",

@@ -1,28 +1,26 @@
-"""Lightning datamodules over datasets of :class:`~chanformer.batch.ChannelSample`.
+"""Time-series datamodules: UEA/UCR classification archives and forecasting tables.
 
-:class:`ChannelDataModule` wraps ready-made datasets; :class:`UEADataModule` and
-:class:`ForecastingDataModule` build them from a name or a path with typed, recipe-friendly
-arguments. Facts models need (``vocab``, ``n_channels``, ``num_classes``, ``seq_len``,
-``horizon``, ``spec``) are available right after ``__init__`` for ``link_arguments``.
+:class:`UEADataModule` and :class:`ForecastingDataModule` build their datasets from a name or a
+path with typed, recipe-friendly arguments (the generic base is
+:class:`~chanformer.datasets.base.ChannelDataModule`). Facts models need (``vocab``,
+``n_channels``, ``num_classes``, ``seq_len``, ``horizon``, ``spec``) are available right after
+``__init__`` for ``link_arguments``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
-import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
-from chanformer.batch import ChannelBatch, ChannelSample
+from chanformer.batch import ChannelSample
 from chanformer.channels import ChannelVocab
-from chanformer.datasets.timeseries import (
+from chanformer.datasets.base import ChannelDataModule, stratified_split
+from chanformer.datasets.timeseries.datasets import (
     ChannelStats,
     ForecastingDataset,
     UEADataset,
@@ -30,134 +28,12 @@ from chanformer.datasets.timeseries import (
     _series_keys,
     time_features,
 )
-from chanformer.datasets.ts_format import TsData, read_ts, read_ts_header
-from chanformer.datasets.ts_sources import load_macrodata, load_uschange, read_series_table, uea_path
+from chanformer.datasets.timeseries.sources import load_macrodata, load_uschange, read_series_table, uea_path
+from chanformer.datasets.timeseries.ts_format import TsData, read_ts, read_ts_header
 from chanformer.spec import DataSpec
 from chanformer.transforms.timeseries import RandomShiftScale
 
-__all__ = ["ChannelDataModule", "ForecastingDataModule", "UEADataModule", "stratified_split"]
-
-
-class ChannelDataModule(L.LightningDataModule):
-    """Thin datamodule: train/val/test datasets, batched with :meth:`ChannelBatch.collate`.
-
-    Args:
-        train / val / test: datasets of ``ChannelSample`` (subclasses build them in ``setup``).
-        vocab: the vocabulary their ``channel_ids`` index.
-        batch_size / num_workers: as for ``DataLoader``.
-        seed: seeds the training shuffle (and subclasses' splits).
-        drop_last: drop the last incomplete training batch.
-
-    """
-
-    train_dataset: Dataset[ChannelSample] | None
-    val_dataset: Dataset[ChannelSample] | None
-    test_dataset: Dataset[ChannelSample] | None
-
-    def __init__(
-        self,
-        train: Dataset[ChannelSample] | None = None,
-        val: Dataset[ChannelSample] | None = None,
-        test: Dataset[ChannelSample] | None = None,
-        *,
-        vocab: ChannelVocab | None = None,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        seed: int = 0,
-        drop_last: bool = False,
-    ) -> None:
-        super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.train_dataset, self.val_dataset, self.test_dataset = train, val, test
-        self._vocab = vocab
-        self.augment: torch.nn.Module | None = None
-        self.batch_size, self.num_workers, self.seed, self.drop_last = (
-            batch_size,
-            num_workers,
-            seed,
-            drop_last,
-        )
-
-    @property
-    def vocab(self) -> ChannelVocab:
-        if self._vocab is None:
-            raise AttributeError("this datamodule was built without vocab=")
-        return self._vocab
-
-    @property
-    def spec(self) -> DataSpec:
-        return DataSpec(vocab=self.vocab)
-
-    def _loader(self, ds: Dataset[ChannelSample] | None, stage: str, train: bool = False) -> DataLoader:
-        if ds is None:
-            raise RuntimeError(f"no {stage} dataset: pass {stage}= or call setup() first")
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            sampler=EpochShuffleSampler(len(ds), self.seed) if train else None,  # type: ignore[arg-type]
-            drop_last=train and self.drop_last,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=ChannelBatch.collate,
-        )
-
-    def on_after_batch_transfer(self, batch: ChannelBatch, dataloader_idx: int) -> ChannelBatch:
-        """Augment training batches on the device they were moved to."""
-        trainer = getattr(self, "trainer", None)
-        if self.augment is not None and trainer is not None and trainer.training:
-            batch = self.augment(batch)
-        return batch
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, "train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, "val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, "test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, "test")
-
-
-class EpochShuffleSampler(Sampler[int]):
-    """A random permutation that depends only on ``(seed, epoch)``.
-
-    Lightning calls :meth:`set_epoch` before every epoch, so a run resumed from a checkpoint
-    sees exactly the order an uninterrupted run would have seen.
-    """
-
-    def __init__(self, n: int, seed: int = 0) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-    def __len__(self) -> int:
-        return self.n
-
-
-def stratified_split(labels: np.ndarray, val_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Split indices into ``(train, val)``: ``round(val_fraction * n_c)`` of each class to val.
-
-    Every class keeps at least one case in train; ``seed`` fixes the draw.
-    """
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    rng = np.random.default_rng(seed)
-    val: list[np.ndarray] = []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        n = min(max(round(val_fraction * len(idx)), 1 if val_fraction > 0 else 0), len(idx) - 1)
-        val.append(idx[:n])
-    val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
-    return np.setdiff1d(np.arange(len(labels)), val_idx), val_idx
+__all__ = ["ForecastingDataModule", "UEADataModule"]
 
 
 def _load_vocab(path: str | None, keys: list[str]) -> ChannelVocab:
@@ -191,6 +67,10 @@ class UEADataModule(ChannelDataModule):
 
     A relative ``root`` not found from the working directory is tried from the repository root.
     """
+
+    # mypy checks this file by its path (datasets.timeseries.*) and cannot follow the installed
+    # chanformer.datasets.base, so the base's attribute is declared again for it.
+    train_dataset: Dataset[ChannelSample] | None
 
     def __init__(
         self,
@@ -312,7 +192,7 @@ class UEADataModule(ChannelDataModule):
 
 _BUILTIN = {"macrodata": load_macrodata, "uschange": load_uschange}
 #: Relative table paths not found from the working directory are tried from here (``../shared/data``).
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class ForecastingDataModule(ChannelDataModule):
@@ -329,6 +209,10 @@ class ForecastingDataModule(ChannelDataModule):
         vocab_path: JSON vocabulary to index channels with (default: ``series/<column>`` keys).
 
     """
+
+    # mypy checks this file by its path (datasets.timeseries.*) and cannot follow the installed
+    # chanformer.datasets.base, so the base's attribute is declared again for it.
+    train_dataset: Dataset[ChannelSample] | None
 
     def __init__(
         self,
