@@ -91,9 +91,13 @@ def save_heatmaps(
     """Write one PNG per attention map (``<slide>.<name>.png``) on the slide's lowest-resolution level.
 
     Args:
-        slide_path: the slide file; maps: output of :func:`attention_maps`; coords: the bag's
-        ``[N, 2]`` level-0 tile corners; tile_extent: tile edge in level-0 pixels;
-        out_dir: where the PNGs go; level: thumbnail level (default: the lowest resolution).
+        slide_path: the slide file.
+        maps: output of :func:`attention_maps`.
+        coords: the bag's ``[N, 2]`` level-0 tile corners.
+        tile_extent: tile edge in level-0 pixels.
+        out_dir: where the PNGs go.
+        level: thumbnail level (default: the lowest resolution).
+        **kwargs: passed to :func:`attention_heatmap`.
     """
     from PIL import Image
 
