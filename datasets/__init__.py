@@ -27,13 +27,13 @@ _MODULES: dict[str, tuple[str, ...]] = {
                             "time_features"),
     "timeseries.datamodules": ("ForecastingDataModule", "UEADataModule"),
     # EEG / iEEG recordings
-    "eeg": ("EEGWindowDataset", "bipolar_pairs", "channel_keys", "channel_map", "euclidean_alignment",
+    "eeg.readers": ("EEGWindowDataset", "bipolar_pairs", "channel_keys", "channel_map", "euclidean_alignment",
             "read_recording"),
-    "eeg_cache": ("CachedWindowDataset", "cache_windows"),
-    "eeg_windows": ("EEGDataModule",),
-    "eeg_sim": ("SeizureWindowDataset", "SimulatedIEEGDataModule", "SimulatedMIDataModule", "simulate_ieeg_seizures",
+    "eeg.cache": ("CachedWindowDataset", "cache_windows"),
+    "eeg.windows": ("EEGDataModule",),
+    "eeg.sim": ("SeizureWindowDataset", "SimulatedIEEGDataModule", "SimulatedMIDataModule", "simulate_ieeg_seizures",
                 "simulate_motor_imagery"),
-    "uea_eeg": ("UEA_EEG_ELECTRODES", "UEAJointDataModule", "resample_series", "uea_eeg_keys", "uea_eeg_vocab"),
+    "eeg.uea": ("UEA_EEG_ELECTRODES", "UEAJointDataModule", "resample_series", "uea_eeg_keys", "uea_eeg_vocab"),
     # images (microscopy, satellite)
     "imaging": ("ChannelNormalizer", "ImageAugment", "ImageManifestDataset", "channel_shuffle", "random_channel_drop",
                 "random_flip_rot", "tile_grid"),

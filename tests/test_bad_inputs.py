@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chanformer.datasets.eeg import EEGWindowDataset, TruncatedRecordingError, read_recording
+from chanformer.datasets.eeg.readers import EEGWindowDataset, TruncatedRecordingError, read_recording
 from chanformer.datasets.imaging import ChannelNormalizer, ImageManifestDataset
 from chanformer.datasets.microscopy import ImageReadError, read_image, read_tile
 from chanformer.datasets.timeseries.datasets import ChannelStats, ForecastingDataset, UEADataset

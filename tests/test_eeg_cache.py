@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from chanformer.batch import ChannelSample
-from chanformer.datasets.eeg import EEGWindowDataset, bipolar_pairs, read_recording
-from chanformer.datasets.eeg_cache import CachedWindowDataset, cache_windows
-from chanformer.datasets.eeg_windows import EEGDataModule
+from chanformer.datasets.eeg.cache import CachedWindowDataset, cache_windows
+from chanformer.datasets.eeg.readers import EEGWindowDataset, bipolar_pairs, read_recording
+from chanformer.datasets.eeg.windows import EEGDataModule
 
 mne = pytest.importorskip("mne")
 pytest.importorskip("zarr")

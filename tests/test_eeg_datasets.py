@@ -10,13 +10,13 @@ import torch
 
 from chanformer.batch import ChannelBatch
 from chanformer.channels import ChannelVocab, UnknownChannelError
-from chanformer.datasets.eeg import (
+from chanformer.datasets.eeg.readers import (
     EEGWindowDataset,
     channel_keys,
     euclidean_alignment,
     read_recording,
 )
-from chanformer.datasets.eeg_windows import EEGDataModule
+from chanformer.datasets.eeg.windows import EEGDataModule
 
 mne = pytest.importorskip("mne")
 

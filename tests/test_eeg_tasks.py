@@ -8,7 +8,7 @@ import torch
 
 from chanformer.batch import ChannelBatch
 from chanformer.channels import eeg_1005_vocab
-from chanformer.datasets.eeg_sim import (
+from chanformer.datasets.eeg.sim import (
     MI_CHANNELS,
     SimulatedIEEGDataModule,
     SimulatedMIDataModule,

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from chanformer.batch import ChannelSample
-from chanformer.datasets.physionet_mmi import (
+from chanformer.datasets.eeg.physionet_mmi import (
     RUN_TYPES,
     TASKS,
     PhysionetMMIDataset,

@@ -325,7 +325,7 @@ def test_embed_command_writes_zarr_and_parquet_atomically(tmp_path, capsys):
 # -- task exports carry the datamodule's contract and the run's metrics ---------------------------
 @needs_data
 def test_datamodules_describe_their_preprocessing():
-    from chanformer.datasets.eeg_windows import EEGDataModule
+    from chanformer.datasets.eeg.windows import EEGDataModule
     from chanformer.datasets.image_datamodule import ImageDataModule
 
     dm = EEGDataModule([str(EDF_TYPES)], window_s=1.0, resample=100.0, l_freq=1.0, h_freq=30.0, reference="average",

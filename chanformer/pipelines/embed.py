@@ -210,7 +210,7 @@ class Pipeline:
         if kind is None and path.is_dir():
             kind = "image"  # an OME-Zarr group without the .zarr suffix
         if kind == "eeg" or (kind is None and self.contract.modality == "eeg"):
-            from chanformer.datasets.eeg import read_recording
+            from chanformer.datasets.eeg.readers import read_recording
 
             return self._from_mne(read_recording(path), names, source=str(path))
         if kind == "image":
@@ -376,7 +376,7 @@ class Pipeline:
         else:
             windows, onsets = _windows(x, sfreq, c, source)
         if c.alignment == "euclidean":
-            from chanformer.datasets.eeg import euclidean_alignment
+            from chanformer.datasets.eeg.readers import euclidean_alignment
 
             windows = euclidean_alignment(windows.astype(np.float32))
         if c.scale is not None:

@@ -58,11 +58,11 @@ class UEADataModule(ChannelDataModule):
             augmentation on device (:class:`~chanformer.transforms.timeseries.RandomShiftScale`;
             channel dropout hides each channel with that probability); 0 = off.
         montage: ``"eeg_1005"`` names the channels of the UEA EEG archives by electrode
-            (:data:`chanformer.datasets.uea_eeg.UEA_EEG_ELECTRODES`) and indexes them with
-            :func:`~chanformer.datasets.uea_eeg.uea_eeg_vocab` (10-05 + the unnamed ones), the same
+            (:data:`chanformer.datasets.eeg.uea.UEA_EEG_ELECTRODES`) and indexes them with
+            :func:`~chanformer.datasets.eeg.uea.uea_eeg_vocab` (10-05 + the unnamed ones), the same
             vocabulary for every archive; ``None`` keeps ``series/dim_<i>`` keys.
         resample_to: resample every case to this many samples (polyphase,
-            :func:`~chanformer.datasets.uea_eeg.resample_series`) before normalising; one fixed
+            :func:`~chanformer.datasets.eeg.uea.resample_series`) before normalising; one fixed
             length for archives of different rates and durations.
 
     A relative ``root`` not found from the working directory is tried from the repository root.
@@ -105,7 +105,7 @@ class UEADataModule(ChannelDataModule):
             )
         n = self.header.n_dims or 0
         if montage is not None:
-            from chanformer.datasets.uea_eeg import uea_eeg_keys, uea_eeg_vocab
+            from chanformer.datasets.eeg.uea import uea_eeg_keys, uea_eeg_vocab
 
             if montage != "eeg_1005":
                 raise ValueError(f"montage must be None or 'eeg_1005', got {montage!r}")
@@ -141,7 +141,7 @@ class UEADataModule(ChannelDataModule):
         data = {s: read_ts(p) for s, p in self.paths.items()}
         if self.resample_to is None:
             return data
-        from chanformer.datasets.uea_eeg import resample_series
+        from chanformer.datasets.eeg.uea import resample_series
 
         return {s: replace(d, series=[resample_series(x, self.resample_to) for x in d.series]) for s, d in data.items()}
 

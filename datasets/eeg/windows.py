@@ -1,4 +1,4 @@
-"""Lightning datamodule over :class:`~chanformer.datasets.eeg.EEGWindowDataset`."""
+"""Lightning datamodule over :class:`~chanformer.datasets.eeg.readers.EEGWindowDataset`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from torch.utils.data import Subset
 from chanformer.channels import ChannelVocab
 from chanformer.contract import InputContract
 from chanformer.datasets.base import ChannelDataModule
-from chanformer.datasets.eeg import DATA_TYPES, EEGWindowDataset
-from chanformer.datasets.eeg_cache import CachedWindowDataset, cache_key, cache_windows, is_complete
+from chanformer.datasets.eeg.cache import CachedWindowDataset, cache_key, cache_windows, is_complete
+from chanformer.datasets.eeg.readers import DATA_TYPES, EEGWindowDataset
 from chanformer.spec import DataSpec
 
 __all__ = ["EEGDataModule"]
@@ -27,8 +27,8 @@ class EEGDataModule(ChannelDataModule):
     Other arguments are those of :class:`EEGWindowDataset`.
 
     ``cache_dir``: cut the windows once into a Zarr store ``<cache_dir>/eeg-<hash>.zarr``
-    (:func:`~chanformer.datasets.eeg_cache.cache_windows`) and read them lazily from it
-    (:class:`~chanformer.datasets.eeg_cache.CachedWindowDataset`) from then on. The hash covers
+    (:func:`~chanformer.datasets.eeg.cache.cache_windows`) and read them lazily from it
+    (:class:`~chanformer.datasets.eeg.cache.CachedWindowDataset`) from then on. The hash covers
     the dataset arguments and each file's path, size and mtime, so changing either rebuilds it.
     """
 

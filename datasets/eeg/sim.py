@@ -1,7 +1,7 @@
 """SIMULATED labelled EEG and iEEG, for recipes, tests and docs that must run offline.
 
 Nothing here is real data. The generators produce ``mne.io.RawArray`` recordings (volts) with
-annotations, so they go through the same loaders (:class:`~chanformer.datasets.eeg.EEGWindowDataset`)
+annotations, so they go through the same loaders (:class:`~chanformer.datasets.eeg.readers.EEGWindowDataset`)
 as files do:
 
 * :func:`simulate_motor_imagery`: scalp EEG on a 10-20 montage (default: the 22 electrodes of
@@ -31,7 +31,7 @@ from chanformer.batch import ChannelSample
 from chanformer.channels import eeg_1005_vocab
 from chanformer.contract import InputContract
 from chanformer.datasets.base import ChannelDataModule, stratified_split
-from chanformer.datasets.eeg import EEGWindowDataset
+from chanformer.datasets.eeg.readers import EEGWindowDataset
 from chanformer.spec import DataSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -423,7 +423,7 @@ class SeizureWindowDataset(EEGWindowDataset):
     def __init__(self, recordings: Sequence[mne.io.BaseRaw | str], *, label_description: str = "seizure",
                  min_overlap: float = 0.5, **kwargs: object) -> None:
         super().__init__(recordings, mode="windows", **kwargs)  # type: ignore[arg-type]
-        from chanformer.datasets.eeg import read_recording
+        from chanformer.datasets.eeg.readers import read_recording
 
         raws = [r if not isinstance(r, (str, Path)) else read_recording(r, preload=False) for r in recordings]
         n_win, n_step = round(self.window_s * self.sfreq), round(self.stride_s * self.sfreq)

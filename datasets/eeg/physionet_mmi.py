@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chanformer.channels import ChannelVocab
-from chanformer.datasets.eeg import EEGWindowDataset, read_recording
+from chanformer.datasets.eeg.readers import EEGWindowDataset, read_recording
 
 if TYPE_CHECKING:  # pragma: no cover
     import mne
@@ -171,7 +171,7 @@ class PhysionetMMIDataset(EEGWindowDataset):
         include_rest: keep ``T0`` of the task runs (3-14) as class ``"rest"``; otherwise they
             are left out. ``T0`` of runs 1/2 is always ``eyes_open``/``eyes_closed``.
         vocab: channel vocabulary (default 10-05).
-        **kwargs: passed on to :class:`~chanformer.datasets.eeg.EEGWindowDataset` (``resample``,
+        **kwargs: passed on to :class:`~chanformer.datasets.eeg.readers.EEGWindowDataset` (``resample``,
             ``l_freq``, ``h_freq``, ``reference``, ``euclidean_alignment``, ...). Files whose sampling
             rates differ are refused by name unless ``resample=`` gives one common rate.
 
