@@ -1,7 +1,7 @@
 """Imaging measurements (CPU): HCS vs no HCS partial-channel accuracy, SSL 1-NN macro-F1, throughput/memory.
 
 Usage: python benchmarks/imaging.py {hcs,ssl,speed,speed-one} [options]; prints JSON lines.
-The labelled images are SYNTHETIC (chanformer.datasets.imaging_sim): the class shows in stain/Mito only.
+The labelled images are SYNTHETIC (chanformer.datasets.imaging.sim): the class shows in stain/Mito only.
 """
 
 from __future__ import annotations

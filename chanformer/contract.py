@@ -69,7 +69,7 @@ class InputContract:
             (audio in [-1, 1]), ``"normalised"`` (after the normaliser), ...
         normalizer: per-channel statistics applied as ``(x - offset) / scale`` after the steps
             above: ``{"method": ..., "stats": {channel key: [offset, scale]}}`` (the JSON of
-            :class:`chanformer.datasets.imaging.ChannelNormalizer`).
+            :class:`chanformer.datasets.imaging.datasets.ChannelNormalizer`).
         tile_size: square tile side in pixels cut from an image (``None``: the whole image).
         image_size: side of the images the model was built for, when fixed.
         sensor: satellite sensor whose band names resolve GeoTIFF bands (``"sentinel2"``, ...).

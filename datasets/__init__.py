@@ -35,12 +35,12 @@ _MODULES: dict[str, tuple[str, ...]] = {
                 "simulate_motor_imagery"),
     "eeg.uea": ("UEA_EEG_ELECTRODES", "UEAJointDataModule", "resample_series", "uea_eeg_keys", "uea_eeg_vocab"),
     # images (microscopy, satellite)
-    "imaging": ("ChannelNormalizer", "ImageAugment", "ImageManifestDataset", "channel_shuffle", "random_channel_drop",
+    "imaging.datasets": ("ChannelNormalizer", "ImageAugment", "ImageManifestDataset", "channel_shuffle", "random_channel_drop",
                 "random_flip_rot", "tile_grid"),
-    "imaging_sim": ("CELL_PAINTING_STAINS", "SyntheticImageDataset", "cell_painting_vocab"),
-    "image_datamodule": ("ImageDataModule", "cellprofiler_manifest"),
-    "microscopy": ("ImageReadError", "read_image", "read_tile", "stain_key"),
-    "satellite": ("SENSORS", "read_geotiff", "sensor_vocab"),
+    "imaging.sim": ("CELL_PAINTING_STAINS", "SyntheticImageDataset", "cell_painting_vocab"),
+    "imaging.datamodules": ("ImageDataModule", "cellprofiler_manifest"),
+    "imaging.microscopy": ("ImageReadError", "read_image", "read_tile", "stain_key"),
+    "imaging.satellite": ("SENSORS", "read_geotiff", "sensor_vocab"),
     # whole-slide images and feature bags
     "wsi": ("Slide", "SlideReadError", "TileGrid", "make_synthetic_slides", "tile_slide", "tissue_mask"),
     "bags": ("BagDataModule", "BagDataset", "BagStore"),

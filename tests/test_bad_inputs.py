@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chanformer.datasets.eeg.readers import EEGWindowDataset, TruncatedRecordingError, read_recording
-from chanformer.datasets.imaging import ChannelNormalizer, ImageManifestDataset
-from chanformer.datasets.microscopy import ImageReadError, read_image, read_tile
+from chanformer.datasets.imaging.datasets import ChannelNormalizer, ImageManifestDataset
+from chanformer.datasets.imaging.microscopy import ImageReadError, read_image, read_tile
 from chanformer.datasets.timeseries.datasets import ChannelStats, ForecastingDataset, UEADataset
 from chanformer.datasets.timeseries.ts_format import TsFormatError, read_ts
 from chanformer.datasets.wsi import Slide, SlideReadError, tile_slide, write_pyramid

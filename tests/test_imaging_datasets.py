@@ -13,7 +13,7 @@ import zarr
 
 from chanformer.batch import ChannelBatch, ChannelSample
 from chanformer.channels import ChannelVocab, UnknownChannelError
-from chanformer.datasets.imaging import (
+from chanformer.datasets.imaging.datasets import (
     ChannelNormalizer,
     ImageAugment,
     ImageManifestDataset,
@@ -22,8 +22,8 @@ from chanformer.datasets.imaging import (
     random_flip_rot,
     tile_grid,
 )
-from chanformer.datasets.microscopy import ImageReadError, read_image, read_tile
-from chanformer.datasets.satellite import sensor_vocab
+from chanformer.datasets.imaging.microscopy import ImageReadError, read_image, read_tile
+from chanformer.datasets.imaging.satellite import sensor_vocab
 
 CP = Path(__file__).resolve().parents[2] / "shared" / "data" / "microscopy-cellprofiler"
 

@@ -326,7 +326,7 @@ def test_embed_command_writes_zarr_and_parquet_atomically(tmp_path, capsys):
 @needs_data
 def test_datamodules_describe_their_preprocessing():
     from chanformer.datasets.eeg.windows import EEGDataModule
-    from chanformer.datasets.image_datamodule import ImageDataModule
+    from chanformer.datasets.imaging.datamodules import ImageDataModule
 
     dm = EEGDataModule([str(EDF_TYPES)], window_s=1.0, resample=100.0, l_freq=1.0, h_freq=30.0, reference="average",
                        on_unknown="drop")  # fmt: skip
@@ -344,7 +344,7 @@ def test_datamodules_describe_their_preprocessing():
 def test_fit_exports_contract_and_card_with_the_run_metrics(tmp_path):
     import lightning as L
 
-    from chanformer.datasets.image_datamodule import ImageDataModule
+    from chanformer.datasets.imaging.datamodules import ImageDataModule
     from chanformer.tasks import ClassificationTask
 
     dm = ImageDataModule(num_train=8, num_val=4, num_test=4, image_size=16, batch_size=4)

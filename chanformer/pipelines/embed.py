@@ -214,7 +214,7 @@ class Pipeline:
 
             return self._from_mne(read_recording(path), names, source=str(path))
         if kind == "image":
-            from chanformer.datasets.microscopy import read_image
+            from chanformer.datasets.imaging.microscopy import read_image
 
             da = read_image(path, sensor=self.contract.sensor) if self.contract.sensor else read_image(path)
             return self._from_xarray(da, names, source=str(path))
@@ -231,7 +231,7 @@ class Pipeline:
 
     def _from_channel_files(self, paths: list[Path], names: Sequence[str] | None) -> EmbeddingResult:
         """One image file per channel (as high-content screens store them), stacked."""
-        from chanformer.datasets.microscopy import read_image
+        from chanformer.datasets.imaging.microscopy import read_image
 
         if names is None or len(names) != len(paths):
             raise ValueError(f"Pipeline(): {len(paths)} per-channel image files need channel_names= with one name each")
@@ -313,7 +313,7 @@ class Pipeline:
             kept, keys, dropped = [], [], {}
             sensor = None
             if self.contract.sensor:
-                from chanformer.datasets.satellite import get_sensor
+                from chanformer.datasets.imaging.satellite import get_sensor
 
                 sensor = get_sensor(self.contract.sensor)
             for i, name in enumerate(names):
@@ -401,7 +401,7 @@ class Pipeline:
             starts = [(0, 0)]
             th = tw = None
         else:
-            from chanformer.datasets.imaging import tile_grid
+            from chanformer.datasets.imaging.datasets import tile_grid
 
             if size > h or size > w:
                 raise ValueError(f"Pipeline(): {source}: image {h}x{w} is smaller than the model's {size}x{size} tiles")

@@ -2,7 +2,7 @@
 
 Band keys are namespaced by sensor (``s2/B04``, ``l8/B4``, ``wv2/Red``, ``wv3/NIR1``) with
 ``kind="band"`` and the band's centre wavelength in nm. :func:`read_geotiff` returns the same
-lazy ``("channel", "y", "x")`` DataArray as :func:`chanformer.datasets.microscopy.read_image`
+lazy ``("channel", "y", "x")`` DataArray as :func:`chanformer.datasets.imaging.microscopy.read_image`
 (which dispatches here for GeoTIFFs).
 """
 
@@ -134,13 +134,13 @@ def read_geotiff(
 
     Band names come from ``bands`` (in file order), else from the GDAL band descriptions,
     else from the sensor's standard stack for the file's band count. Unknown band names
-    and band counts that disagree raise :class:`~chanformer.datasets.microscopy.ImageReadError`
+    and band counts that disagree raise :class:`~chanformer.datasets.imaging.microscopy.ImageReadError`
     naming the file. ``attrs``: ``source``, ``sensor``, ``crs_epsg`` and ``pixel_size_m``
     (ModelPixelScale, map units) when present; coordinate ``wavelength_nm`` per channel.
     """
     import tifffile
 
-    from chanformer.datasets.microscopy import ImageReadError, _tiff_layout, _to_dataarray
+    from chanformer.datasets.imaging.microscopy import ImageReadError, _tiff_layout, _to_dataarray
 
     path = Path(path)
     sens = get_sensor(sensor)

@@ -1,7 +1,7 @@
 """Lightning datamodule for multichannel images: synthetic sets, manifests, CellProfiler fields.
 
-:class:`ImageDataModule` wraps either :class:`~chanformer.datasets.imaging_sim.SyntheticImageDataset`
-(``source="synthetic"``), an :class:`~chanformer.datasets.imaging.ImageManifestDataset`
+:class:`ImageDataModule` wraps either :class:`~chanformer.datasets.imaging.sim.SyntheticImageDataset`
+(``source="synthetic"``), an :class:`~chanformer.datasets.imaging.datasets.ImageManifestDataset`
 (``source="manifest"``) or the real CellProfiler example fields shipped in the shared data folder
 (``source="cellprofiler"``: 6 fields with 3, 3 and 2 channels of different stains, read as random
 tiles - a ragged channel set). Training batches can go through Hierarchical Channel Sampling
@@ -22,14 +22,14 @@ from chanformer.batch import ChannelSample
 from chanformer.channels import Channel, ChannelVocab
 from chanformer.contract import InputContract
 from chanformer.datasets.base import ChannelDataModule, stratified_split
-from chanformer.datasets.imaging import ImageAugment, ImageManifestDataset
-from chanformer.datasets.imaging_sim import SyntheticImageDataset, cell_painting_vocab
+from chanformer.datasets.imaging.datasets import ImageAugment, ImageManifestDataset
+from chanformer.datasets.imaging.sim import SyntheticImageDataset, cell_painting_vocab
 from chanformer.spec import DataSpec
 from chanformer.transforms.channel_sampling import HierarchicalChannelSampling
 
 __all__ = ["CELLPROFILER_DEFAULT", "ImageDataModule", "cellprofiler_manifest", "resolve_data_path"]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Default location of the CellProfiler example images (relative to the repository root).
 CELLPROFILER_DEFAULT = "../shared/data/microscopy-cellprofiler"
 
@@ -197,7 +197,7 @@ class ImageDataModule(ChannelDataModule):
         col = "channel" if "channel" in df.columns else "channels" if "channels" in df.columns else None
         vocab = cell_painting_vocab() if col is None else ChannelVocab("manifest")
         if col is not None:
-            from chanformer.datasets.microscopy import stain_key
+            from chanformer.datasets.imaging.microscopy import stain_key
 
             for cell in df[col].dropna():
                 for name in str(cell).split(";"):

@@ -372,7 +372,7 @@ def read_image(
         level: pyramid level (TIFF sub-resolutions, NGFF ``multiscales[0].datasets``).
         channels: keep these channels, in this order (keys, or names such as ``"DAPI"``).
         sensor / bands: for GeoTIFFs (``"sentinel2"``, ``"landsat8"``, ``"worldview2"``,
-            ``"worldview3"``); see :func:`chanformer.datasets.satellite.read_geotiff`.
+            ``"worldview3"``); see :func:`chanformer.datasets.imaging.satellite.read_geotiff`.
         missing_chunks: OME-Zarr only: ``"error"`` (default) refuses an array whose store lacks
             chunks of its grid, naming the array and chunk indices; ``"fill"`` reads them as the
             array's fill value (for writers that skip chunks equal to it).
@@ -389,7 +389,7 @@ def read_image(
     if path.is_dir() or suffix == ".zarr":
         return _read_zarr(path, level, channels, missing_chunks)
     if sensor is not None:
-        from chanformer.datasets.satellite import read_geotiff
+        from chanformer.datasets.imaging.satellite import read_geotiff
 
         return read_geotiff(path, sensor=sensor, bands=bands, level=level, channels=channels)
     if suffix in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"):

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from chanformer.batch import ChannelSample
 from chanformer.channels import ChannelVocab, UnknownChannelError
-from chanformer.datasets.microscopy import ImageReadError, image_channels, read_image, read_tile, stain_key
+from chanformer.datasets.imaging.microscopy import ImageReadError, image_channels, read_image, read_tile, stain_key
 from chanformer.io import write_text_atomic
 
 __all__ = [
@@ -297,7 +297,7 @@ class ImageManifestDataset(Dataset[ChannelSample]):
             (default), unless this value (or the normaliser's ``fill_nonfinite``) replaces them in
             the output (normalised units when a normaliser is set).
         missing_chunks: OME-Zarr files with missing chunks ``"error"`` (default) or ``"fill"``
-            (see :func:`~chanformer.datasets.microscopy.read_image`).
+            (see :func:`~chanformer.datasets.imaging.microscopy.read_image`).
     """
 
     def __init__(self, manifest: Any, vocab: ChannelVocab, *, root: PathLike | None = None,
