@@ -119,13 +119,13 @@ class UEAJointDataModule(ChannelDataModule):
     per case and indexed by one shared vocabulary (``montage="eeg_1005"``: :func:`uea_eeg_vocab`).
     Classes are the union ``<archive>/<class>`` (archive ``k``'s labels shifted by the number of
     classes before it), so one head learns every archive's task; the exported encoder is then
-    fine-tuned per archive with ``model.pretrained=``.
+    fine-tuned per archive with ``model.pretrained=``. The other arguments are those of
+    :class:`~chanformer.datasets.UEADataModule`.
 
     Args:
         names: archive names.
         resample_to: samples per case for every archive (required: lengths and rates differ).
         montage: channel names and vocabulary, ``"eeg_1005"``.
-        other arguments: as for :class:`~chanformer.datasets.UEADataModule`.
     """
 
     def __init__(
