@@ -185,10 +185,21 @@ OTHER = {
 }
 
 
+_ORIGINAL_ATTN = {  # ours -> nn.MultiheadAttention's names in the original
+    ".attn.qkv.weight": ".attn.in_proj_weight",
+    ".attn.qkv.bias": ".attn.in_proj_bias",
+    ".attn.proj.": ".attn.out_proj.",
+}
+
+
 def _to_original(model: MambAttention) -> dict[str, torch.Tensor]:
-    return {
-        k.replace("blocks.", "TFMambAttention.", 1) if k.startswith("blocks.") else k: v for k, v in model.state_dict().items()
-    }
+    out = {}
+    for k, v in model.state_dict().items():
+        k = k.replace("blocks.", "TFMambAttention.", 1) if k.startswith("blocks.") else k
+        for ours, theirs in _ORIGINAL_ATTN.items():
+            k = k.replace(ours, theirs)
+        out[k] = v
+    return out
 
 
 def test_converter_other_configuration():

@@ -42,7 +42,7 @@ def test_converter_other_configuration():
     conv = get_converter("softs")
     model = conv.load(_original_state(cfg), {"configs": cfg})
     assert isinstance(model, ChannelForecaster) and model.norm is None
-    assert len(model.encoder.layers) == 3 and isinstance(model.encoder.layers[0].act, torch.nn.ReLU)
+    assert len(model.encoder.layers) == 3 and isinstance(model.encoder.layers[0].mlp.act, torch.nn.ReLU)
     x = torch.randn(2, 48, 5)
     out = conv.run(model, {"x_enc": x}, {})
     assert out["forecast"].shape == (2, 12, 5) and torch.isfinite(out["forecast"]).all()

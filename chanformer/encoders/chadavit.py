@@ -14,18 +14,17 @@ import torch
 from torch import Tensor, nn
 
 from chanformer.batch import ChannelBatch
+from chanformer.encoders._patch_vit import ChannelPatchViT
 from chanformer.encoders._registry import register_encoder
-from chanformer.encoders.base import Encoder
-from chanformer.nn.patch_embed import ChannelPatchEmbed
 from chanformer.nn.pos_embed import resample_pos_embed_2d
-from chanformer.nn.transformer import MaskedTransformerBlock, run_blocks
+from chanformer.nn.transformer import MaskedTransformerBlock
 
 __all__ = ["ChAdaViT", "chadavit_small", "chadavit_test"]
 
 CHANNEL_EMBEDDINGS = ("slot", "vocab", "none")
 
 
-class ChAdaViT(Encoder):
+class ChAdaViT(ChannelPatchViT):
     """Channel-adaptive ViT over a :class:`ChannelBatch` of images ``[B, C, H, W]``.
 
     Tokens are ``[CLS] + C * h * w`` patch tokens, channel-major; patch token = shared 1-channel
@@ -107,15 +106,9 @@ class ChAdaViT(Encoder):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        for arg, val in (("img_size", img_size), ("patch_size", patch_size), ("embed_dim", embed_dim),
-                         ("num_heads", num_heads), ("max_number_channels", max_number_channels),
-                         ("in_chans", in_chans), ("dim_feedforward", dim_feedforward)):  # fmt: skip
-            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
-                raise ValueError(f"ChAdaViT({arg}={val!r}): must be a positive integer")
-        if img_size < patch_size:
-            raise ValueError(f"ChAdaViT(img_size={img_size}): smaller than patch_size={patch_size}")
-        if depth < 0:
-            raise ValueError(f"ChAdaViT(depth={depth}): must be >= 0")
+        self._check_sizes("ChAdaViT", img_size, patch_size, depth, embed_dim=embed_dim, num_heads=num_heads,
+                          max_number_channels=max_number_channels, in_chans=in_chans,
+                          dim_feedforward=dim_feedforward)  # fmt: skip
         if channel_embedding not in CHANNEL_EMBEDDINGS:
             raise ValueError(
                 f"ChAdaViT(channel_embedding={channel_embedding!r}): expected one of {CHANNEL_EMBEDDINGS}"
@@ -125,22 +118,15 @@ class ChAdaViT(Encoder):
                 f"ChAdaViT(num_channels={num_channels!r}): channel_embedding='vocab' needs the vocab size"
             )
         kw: dict[str, Any] = {"device": device, "dtype": dtype}
-        self.embed_dim = embed_dim
-        self.img_size = img_size
-        self.native_grid = (img_size // patch_size, img_size // patch_size)
         self.max_number_channels = max_number_channels
+        self.example_channels = min(3, max_number_channels)
         self.channel_embedding = channel_embedding
         self.num_channels = num_channels
-        self.grad_checkpointing = bool(grad_checkpointing)
-        self.patch_embed = ChannelPatchEmbed(patch_size, embed_dim, in_chans=in_chans, **kw)
+        self._build_patch_embed(img_size, patch_size, embed_dim, in_chans, grad_checkpointing, kw)
         rows = {"slot": max_number_channels, "vocab": num_channels, "none": 0}[channel_embedding]
         self.channel_embed = nn.Embedding(rows, embed_dim, **kw) if rows else None
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim, **kw))
-        n = self.native_grid[0] * self.native_grid[1]
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + n, embed_dim, **kw))
-        self.pos_drop = nn.Dropout(drop_rate)
         steps = torch.linspace(0, 1, depth).tolist() if depth else []
-        self.blocks = nn.ModuleList(
+        blocks = (
             MaskedTransformerBlock(
                 embed_dim,
                 num_heads,
@@ -156,24 +142,8 @@ class ChAdaViT(Encoder):
             )
             for s in steps
         )
-        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps, **kw)
+        self._build_trunk(blocks, norm_eps, drop_rate, kw)
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """Truncated-normal(0.02) init of embeddings and linear weights; zero biases; unit norms."""
-        params: list[Tensor] = [self.pos_embed, self.cls_token]
-        if self.channel_embed is not None:
-            params.append(self.channel_embed.weight)
-        for p in params:
-            nn.init.trunc_normal_(p, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
 
     def channel_table(self) -> nn.Embedding | None:
         """The ``[num_channels, D]`` table in ``"vocab"`` mode; slot and no embeddings are not vocabulary-indexed."""
@@ -211,63 +181,25 @@ class ChAdaViT(Encoder):
             return pos
         return resample_pos_embed_2d(pos, grid, "scale_factor")
 
-    def prepare_tokens(self, batch: ChannelBatch) -> tuple[Tensor, Tensor]:
-        """Block-0 input: ``(tokens [B, 1 + C*h*w, D], key_mask [B, 1 + C*h*w])``.
-
-        ``key_mask`` is True for CLS and for tokens of present channels; padded channels' tokens
-        are ``0 + pos + channel embedding`` (as the original's padded slots).
-        """
-        values, mask = batch.values, batch.mask
+    def check_values(self, values: Tensor) -> None:
         want = 4 if self.patch_embed.in_chans == 1 else 5
         if values.ndim != want:
             raise ValueError(
                 f"ChAdaViT takes images [B, C{', k' if want == 5 else ''}, H, W], got values of shape "
                 f"{tuple(values.shape)}"
             )
-        b, c = mask.shape
-        tokens, grid = self.patch_embed(values, mask)  # [B, C, n, D], zeros for padded channels
-        n = grid[0] * grid[1]
-        tokens = tokens + self.patch_pos_embed(grid, values.shape[-2], values.shape[-1])
+
+    def embed_patches(self, tokens: Tensor, grid: tuple[int, int], batch: ChannelBatch) -> Tensor:
+        """``tokens + pos (+ channel embedding)``; padded channels' tokens are ``0 + pos + channel embedding``
+        (as the original's padded slots)."""
+        tokens = tokens + self.patch_pos_embed(grid, batch.values.shape[-2], batch.values.shape[-1])
         if self.channel_embed is not None:
             tokens = tokens + self.channel_embed(self._channel_rows(batch))[:, :, None]
-        cls = (self.cls_token + self.pos_embed[:, :1]).expand(b, -1, -1)
-        x = torch.cat([cls, tokens.reshape(b, c * n, self.embed_dim)], dim=1)
-        key_mask = torch.cat([mask.new_ones(b, 1), mask.repeat_interleave(n, dim=1)], dim=1)
-        return self.pos_drop(x), key_mask
-
-    def forward_features(self, batch: ChannelBatch) -> Tensor:
-        """``batch.values [B, C, H, W]`` -> final-normed tokens ``[B, 1 + C*h*w, D]``.
-
-        Token 0 is CLS, then channel-major patch tokens (``h, w = H // p, W // p``); the length
-        grows linearly with the padded channel count ``C``. Rows of padded channels are computed
-        but meaningless; :meth:`channel_tokens` returns the real ones.
-        """
-        x, key_mask = self.prepare_tokens(batch)
-        x = run_blocks(self.blocks, x, None if bool(key_mask.all()) else key_mask, self.grad_checkpointing)
-        return self.norm(x)
-
-    @staticmethod
-    def channel_tokens(features: Tensor, batch: ChannelBatch) -> Tensor:
-        """Patch tokens of present channels, flattened: ``[sum_b C_b * h*w, D]``.
-
-        The original's ``return_all_tokens=True`` output; sample-major, then channel, then patch).
-        """
-        b, c = batch.mask.shape
-        patches = features[:, 1:].reshape(b, c, -1, features.shape[-1])
-        return patches[batch.mask].reshape(-1, features.shape[-1])
+        return tokens
 
     def channel_order_invariant(self) -> bool:
         """Slot embeddings follow the order of present channels; vocabulary or no embeddings do not."""
         return self.channel_embedding != "slot"
-
-    def example_batch(self, batch_size: int = 2, seed: int = 0) -> ChannelBatch:
-        """Ragged ``[B, <=3, img_size, img_size]`` images."""
-        n = min(3, self.max_number_channels)
-        return self._example_batch((self.img_size, self.img_size), n, batch_size, seed)
-
-    def pool(self, features: Tensor, batch: ChannelBatch) -> Tensor:
-        """CLS token -> ``[B, D]``."""
-        return features[:, 0]
 
 
 @register_encoder

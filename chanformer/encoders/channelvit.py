@@ -14,18 +14,17 @@ import torch
 from torch import Tensor, nn
 
 from chanformer.batch import ChannelBatch
+from chanformer.encoders._patch_vit import ChannelPatchViT
 from chanformer.encoders._registry import register_encoder
-from chanformer.encoders.base import Encoder
-from chanformer.nn.patch_embed import ChannelPatchEmbed
 from chanformer.nn.pos_embed import resample_pos_embed_2d
-from chanformer.nn.transformer import MaskedTransformerBlock, run_blocks
+from chanformer.nn.transformer import MaskedTransformerBlock
 
 __all__ = ["ChannelViT", "channelvit_small_p8", "channelvit_small_p16", "channelvit_test"]
 
 POS_RESAMPLE = ("always", "if_needed")
 
 
-class ChannelViT(Encoder):
+class ChannelViT(ChannelPatchViT):
     """Channel Vision Transformer over a :class:`ChannelBatch` of images ``[B, C, H, W]``.
 
     Tokens are ``[CLS] + C * h * w`` patch tokens, channel-major (token ``1 + c*h*w + i*w + j``).
@@ -93,14 +92,8 @@ class ChannelViT(Encoder):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        for arg, val in (("img_size", img_size), ("patch_size", patch_size), ("num_channels", num_channels),
-                         ("embed_dim", embed_dim), ("num_heads", num_heads)):  # fmt: skip
-            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
-                raise ValueError(f"ChannelViT({arg}={val!r}): must be a positive integer")
-        if img_size < patch_size:
-            raise ValueError(f"ChannelViT(img_size={img_size}): smaller than patch_size={patch_size}")
-        if depth < 0:
-            raise ValueError(f"ChannelViT(depth={depth}): must be >= 0")
+        self._check_sizes("ChannelViT", img_size, patch_size, depth, num_channels=num_channels, embed_dim=embed_dim,
+                          num_heads=num_heads)  # fmt: skip
         if mlp_ratio <= 0:
             raise ValueError(f"ChannelViT(mlp_ratio={mlp_ratio}): must be positive")
         if pos_embed_resample not in POS_RESAMPLE:
@@ -108,20 +101,12 @@ class ChannelViT(Encoder):
                 f"ChannelViT(pos_embed_resample={pos_embed_resample!r}): expected one of {POS_RESAMPLE}"
             )
         kw: dict[str, Any] = {"device": device, "dtype": dtype}
-        self.embed_dim = embed_dim
-        self.img_size = img_size
         self.num_channels = num_channels
-        self.native_grid = (img_size // patch_size, img_size // patch_size)
         self.pos_embed_resample = pos_embed_resample
-        self.grad_checkpointing = bool(grad_checkpointing)
-        self.patch_embed = ChannelPatchEmbed(patch_size, embed_dim, **kw)
+        self._build_patch_embed(img_size, patch_size, embed_dim, 1, grad_checkpointing, kw)
         self.channel_embed = nn.Embedding(num_channels, embed_dim, **kw)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim, **kw))
-        n = self.native_grid[0] * self.native_grid[1]
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + n, embed_dim, **kw))
-        self.pos_drop = nn.Dropout(drop_rate)
         dpr = torch.linspace(0, drop_path_rate, depth).tolist() if depth else []
-        self.blocks = nn.ModuleList(
+        blocks = (
             MaskedTransformerBlock(
                 embed_dim,
                 num_heads,
@@ -138,21 +123,8 @@ class ChannelViT(Encoder):
             )
             for p in dpr
         )
-        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps, **kw)
+        self._build_trunk(blocks, norm_eps, drop_rate, kw)
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """Truncated-normal(0.02) init of embeddings and linear weights; zero biases; unit norms."""
-        for p in (self.pos_embed, self.cls_token, self.channel_embed.weight):
-            nn.init.trunc_normal_(p, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
 
     def patch_pos_embed(self, grid: tuple[int, int]) -> Tensor:
         """Positional embeddings of the patch grid ``(h, w)`` -> ``[h*w, D]``."""
@@ -161,46 +133,17 @@ class ChannelViT(Encoder):
             return pos if grid == self.native_grid else resample_pos_embed_2d(pos, grid, "size")
         return resample_pos_embed_2d(pos, grid, "scale_factor")
 
-    def prepare_tokens(self, batch: ChannelBatch) -> tuple[Tensor, Tensor]:
-        """Block-0 input: ``(tokens [B, 1 + C*h*w, D], key_mask [B, 1 + C*h*w])``.
-
-        ``key_mask`` is True for the CLS token and the tokens of present channels.
-        """
-        values, ids, mask = batch.values, batch.channel_ids, batch.mask
+    def check_values(self, values: Tensor) -> None:
         if values.ndim != 4:
             raise ValueError(f"ChannelViT takes images [B, C, H, W], got values {tuple(values.shape)}")
-        b, c = mask.shape
-        tokens, grid = self.patch_embed(values, mask)  # [B, C, n, D]
-        n = grid[0] * grid[1]
-        chan = self.channel_embed(ids.clamp(0, self.num_channels - 1))  # [B, C, D]
-        pos = self.patch_pos_embed(grid)  # [n, D]
-        tokens = (tokens + chan[:, :, None] + pos).reshape(b, c * n, self.embed_dim)
-        cls = (self.cls_token + self.pos_embed[:, :1]).expand(b, -1, -1)
-        x = torch.cat([cls, tokens], dim=1)
-        key_mask = torch.cat([mask.new_ones(b, 1), mask.repeat_interleave(n, dim=1)], dim=1)
-        return self.pos_drop(x), key_mask
 
-    def forward_features(self, batch: ChannelBatch) -> Tensor:
-        """``batch.values [B, C, H, W]`` -> final-normed tokens ``[B, 1 + C*h*w, D]``.
-
-        Token 0 is CLS; then channel-major patch tokens; ``h, w = H // p, W // p``, so the length
-        grows linearly with the (padded) channel count ``C``. Rows of padded channels are computed
-        but meaningless.
-        """
-        x, key_mask = self.prepare_tokens(batch)
-        x = run_blocks(self.blocks, x, None if bool(key_mask.all()) else key_mask, self.grad_checkpointing)
-        return self.norm(x)
+    def embed_patches(self, tokens: Tensor, grid: tuple[int, int], batch: ChannelBatch) -> Tensor:
+        """``tokens + channel_embed[channel_ids] + pos`` (per-sample vocabulary ids)."""
+        chan = self.channel_embed(batch.channel_ids.clamp(0, self.num_channels - 1))  # [B, C, D]
+        return tokens + chan[:, :, None] + self.patch_pos_embed(grid)
 
     def channel_order_invariant(self) -> bool:
         return True
-
-    def example_batch(self, batch_size: int = 2, seed: int = 0) -> ChannelBatch:
-        """Ragged ``[B, <=3, img_size, img_size]`` images."""
-        return self._example_batch((self.img_size, self.img_size), 3, batch_size, seed)
-
-    def pool(self, features: Tensor, batch: ChannelBatch) -> Tensor:
-        """CLS token -> ``[B, D]``."""
-        return features[:, 0]
 
 
 @register_encoder

@@ -32,26 +32,35 @@ features, ``[B, C]`` (sums to 1 over present channels).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from chanformer.batch import ChannelBatch
 from chanformer.encoders._registry import register_encoder
 from chanformer.encoders.base import Encoder, masked_mean
 from chanformer.encoders.softs import _optional_table
+from chanformer.kernels.ragged_attention import ragged_attention
+from chanformer.nn.attention import merge_heads, split_heads
 from chanformer.nn.gaam import MultiHeadGaussianAdaptiveAttention
 from chanformer.nn.instance_norm import InstanceNorm
+from chanformer.nn.mlp import Mlp
+from chanformer.nn.state_keys import RenamedKeys
 
 __all__ = ["GAT", "GATLayer", "gat", "gat_test"]
 
 MODES = ("gaam", "gaam+sdpa")
 
 
-class GATLayer(nn.Module):
+class GATLayer(RenamedKeys):
     """One pre-norm GAT layer over channel tokens ``[B, C, D] -> [B, C, D]``.
+
+    The dot-product attention runs through :func:`chanformer.nn.attention.split_heads` and the
+    ragged-attention dispatch (its queries/keys and values come from different tokens, so it is
+    not :class:`~chanformer.nn.attention.MultiHeadSelfAttention`); the FFN is
+    :class:`chanformer.nn.mlp.Mlp` (``ff.fc1`` / ``ff.fc2``; checkpoints saved with the earlier
+    ``nn.Sequential`` names ``ff.0`` / ``ff.3`` are renamed when loaded).
 
     Args:
         d_model: token width ``D``.
@@ -64,6 +73,8 @@ class GATLayer(nn.Module):
         gaam_eps: GAAM variance epsilon.
 
     """
+
+    renamed_keys: ClassVar[dict[str, str]] = {"ff.0.": "ff.fc1.", "ff.3.": "ff.fc2."}
 
     def __init__(
         self,
@@ -102,9 +113,7 @@ class GATLayer(nn.Module):
             self.v = nn.Linear(d_model, d_model, **kw)
         self.out = nn.Linear(d_model, d_model, **kw)
         self.norm2 = nn.LayerNorm(d_model, **kw)
-        self.ff = nn.Sequential(
-            nn.Linear(d_model, d_ff, **kw), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model, **kw)
-        )
+        self.ff = Mlp(d_model, d_ff, "gelu", dropout, **kw)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -116,15 +125,12 @@ class GATLayer(nn.Module):
         if self.mode == "gaam":
             a = self.out(g)
         else:
-            b, c, d = h.shape
-            q, k = self.qk(h).view(b, c, 2, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-            v = self.v(g).view(b, c, self.n_heads, d // self.n_heads).transpose(1, 2)
-            o = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask[:, None, None, :], dropout_p=self.dropout_p if self.training else 0.0
-            )
-            a = self.out(o.transpose(1, 2).reshape(b, c, d))
+            q, k = split_heads(self.qk(h), self.n_heads, 2)
+            v = split_heads(self.v(g), self.n_heads)[0]
+            o = ragged_attention(q, k, v, mask, None, self.dropout_p if self.training else 0.0)
+            a = self.out(merge_heads(o))
         x = x + self.drop(a)
-        x = x + self.drop(self.ff(self.norm2(x)))
+        x = x + self.ff(self.norm2(x))
         return x, w
 
 

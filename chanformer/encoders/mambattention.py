@@ -31,14 +31,17 @@ therefore needs the same FFT code path (for the shared reference fixture, MKL wi
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from chanformer.batch import ChannelBatch
+from chanformer.nn.attention import MultiHeadSelfAttention
 from chanformer.nn.mamba import BidirectionalMamba
+from chanformer.nn.state_keys import RenamedKeys
 from chanformer.registry import register_model, register_spec
 from chanformer.transforms.audio import mag_phase_istft, mag_phase_stft
 
@@ -132,40 +135,36 @@ class PhaseDecoder(nn.Module):
         return torch.atan2(self.phase_conv_i(x), self.phase_conv_r(x))
 
 
-class _ProjectionWeights(nn.Module):
-    """``nn.MultiheadAttention``'s parameters: packed q/k/v projection and the output projection."""
-
-    def __init__(self, dim: int, **kw: Any) -> None:
-        super().__init__()
-        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim, **kw))
-        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim, **kw))
-        self.out_proj = nn.Linear(dim, dim, **kw)
-        nn.init.xavier_uniform_(self.in_proj_weight)
-        nn.init.zeros_(self.out_proj.bias)
-
-
-class AxisAttention(nn.Module):
+class AxisAttention(RenamedKeys):
     """``MHA(LayerNorm(x))`` over sequences ``[N, L, H] -> [N, L, H]`` (no residual).
 
-    Parameter names follow ``nn.MultiheadAttention`` (``attn.in_proj_weight``,
-    ``attn.in_proj_bias``, ``attn.out_proj``); attention runs through
-    ``F.scaled_dot_product_attention``.
+    The attention is :class:`chanformer.nn.attention.MultiHeadSelfAttention` with
+    ``nn.MultiheadAttention``'s scale ``1 / sqrt(head_dim)``: the original's
+    ``attn.in_proj_weight`` / ``attn.in_proj_bias`` / ``attn.out_proj`` are ``attn.qkv`` /
+    ``attn.proj`` here (checkpoints saved with the old names are renamed when loaded).
     """
+
+    renamed_keys: ClassVar[dict[str, str]] = {
+        "attn.in_proj_weight": "attn.qkv.weight",
+        "attn.in_proj_bias": "attn.qkv.bias",
+        "attn.out_proj.": "attn.proj.",
+    }
 
     def __init__(self, dim: int, n_heads: int = 8, **kw: Any) -> None:
         super().__init__()
         if dim % n_heads:
             raise ValueError(f"attention width {dim} must be divisible by n_heads={n_heads}")
-        self.n_heads = n_heads
         self.layernorm = nn.LayerNorm(dim, **kw)
-        self.attn = _ProjectionWeights(dim, **kw)
+        with torch.random.fork_rng(devices=[]):  # draw nothing here: the CPU draws are the ones below
+            self.attn = MultiHeadSelfAttention(dim, n_heads, qk_scale=1 / math.sqrt(dim // n_heads), **kw)
+        # nn.MultiheadAttention's initialisation, with its random draws in its order
+        self.attn.proj.reset_parameters()
+        nn.init.xavier_uniform_(self.attn.qkv.weight)
+        nn.init.zeros_(self.attn.qkv.bias)
+        nn.init.zeros_(self.attn.proj.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        n, length, dim = x.shape
-        qkv = F.linear(self.layernorm(x), self.attn.in_proj_weight, self.attn.in_proj_bias)
-        q, k, v = qkv.view(n, length, 3, self.n_heads, dim // self.n_heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)  # [N, heads, L, dh]
-        return self.attn.out_proj(out.transpose(1, 2).reshape(n, length, dim))
+        return self.attn(self.layernorm(x))  # type: ignore[no-any-return]
 
 
 class MambAttentionBlock(nn.Module):

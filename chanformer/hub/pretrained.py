@@ -25,6 +25,7 @@ from chanformer.contract import InputContract
 from chanformer.hub.card import ModelCard, read_model_card, render_model_card
 from chanformer.hub.remote import resolve_pretrained
 from chanformer.io import atomic_directory, write_text_atomic
+from chanformer.nn.state_keys import upgrade_state_dict
 from chanformer.registry import lookup, names, register_spec
 
 __all__ = [
@@ -196,6 +197,7 @@ def load_pretrained(
         state = load_file(str(weights), device=str(map_location))
     except Exception as e:  # safetensors raises its own error types for corrupt headers
         raise PretrainedFolderError(f"load_pretrained(): cannot read {weights}: {_one_line(e)}") from None
+    state = upgrade_state_dict(model, state)  # folders saved before a module renamed its keys
     ours = model.state_dict()
     shapes = [f"{k} {tuple(v.shape)} vs {tuple(ours[k].shape)}" for k, v in state.items()
               if k in ours and tuple(v.shape) != tuple(ours[k].shape)]  # fmt: skip

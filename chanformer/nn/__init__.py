@@ -1,6 +1,8 @@
 """Shared building blocks; encoders import them and never redefine a block."""
 
+from chanformer.nn.attention import MultiHeadSelfAttention
 from chanformer.nn.instance_norm import InstanceNorm
+from chanformer.nn.mlp import Mlp
 from chanformer.nn.pooling import AttentiveStatisticsPooling, ChannelAttentionPool, GatedAttention, masked_mean
 from chanformer.nn.star import STAR, STARLayer
 from chanformer.nn.tdnn import TDNNBlock
@@ -11,6 +13,8 @@ __all__ = [
     "ChannelAttentionPool",
     "GatedAttention",
     "InstanceNorm",
+    "Mlp",
+    "MultiHeadSelfAttention",
     "STARLayer",
     "TDNNBlock",
     "masked_mean",

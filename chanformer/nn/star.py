@@ -9,19 +9,14 @@ probability softmax(core) over tokens. Padded tokens (``mask=False``) take no pa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-def _activation(name: str) -> nn.Module:
-    if name == "gelu":
-        return nn.GELU()
-    if name == "relu":
-        return nn.ReLU()
-    raise ValueError(f"activation={name!r}: expected 'gelu' or 'relu'")
+from chanformer.nn.mlp import Mlp
+from chanformer.nn.state_keys import RenamedKeys
 
 
 class STAR(nn.Module):
@@ -55,8 +50,14 @@ class STAR(nn.Module):
         return self.out(F.gelu(self.fuse(fused)))
 
 
-class STARLayer(nn.Module):
-    """Post-norm block: ``x = norm1(x + STAR(x)); x = norm2(x + FFN(x))``; ``[B, N, D] -> [B, N, D]``."""
+class STARLayer(RenamedKeys):
+    """Post-norm block: ``x = norm1(x + STAR(x)); x = norm2(x + FFN(x))``; ``[B, N, D] -> [B, N, D]``.
+
+    The FFN is :class:`chanformer.nn.mlp.Mlp` (``mlp.fc1`` / ``mlp.fc2``; checkpoints saved with
+    the earlier names ``fc1`` / ``fc2`` are renamed when loaded).
+    """
+
+    renamed_keys: ClassVar[dict[str, str]] = {"fc1.": "mlp.fc1.", "fc2.": "mlp.fc2."}
 
     def __init__(
         self,
@@ -71,14 +72,11 @@ class STARLayer(nn.Module):
         super().__init__()
         kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.star = STAR(d_model, d_core, **kw)
-        self.fc1 = nn.Linear(d_model, d_ff, **kw)
-        self.fc2 = nn.Linear(d_ff, d_model, **kw)
-        self.act = _activation(activation)
+        self.mlp = Mlp(d_model, d_ff, activation, dropout, **kw)
         self.norm1 = nn.LayerNorm(d_model, **kw)
         self.norm2 = nn.LayerNorm(d_model, **kw)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         x = self.norm1(x + self.dropout(self.star(x, mask)))
-        y = self.dropout(self.fc2(self.dropout(self.act(self.fc1(x)))))
-        return self.norm2(x + y)
+        return self.norm2(x + self.mlp(x))

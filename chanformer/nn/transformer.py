@@ -1,9 +1,9 @@
 """Transformer blocks over variable token sets, masked with boolean key-padding masks.
 
-Attention runs through the one dispatch function :func:`chanformer.kernels.ragged_attention.ragged_attention`:
-:func:`torch.nn.functional.scaled_dot_product_attention` with a boolean mask ``[B, 1, 1, L]`` (True =
-the key takes part), never a materialised float ``[B, H, L, L]`` mask, or the Triton kernel when it
-is forced (``chanformer.kernels.use_backend``); padded tokens are never attended to, so they cannot
+A block is :class:`~chanformer.nn.attention.MultiHeadSelfAttention` (which runs the one dispatch
+function :func:`chanformer.kernels.ragged_attention.ragged_attention`: SDPA with a boolean mask
+``[B, 1, 1, L]``, never a materialised float ``[B, H, L, L]`` mask, or the Triton kernel when it is
+forced) plus :class:`~chanformer.nn.mlp.Mlp`; padded tokens are never attended to, so they cannot
 change the real tokens' outputs.
 """
 
@@ -16,9 +16,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from chanformer.kernels.ragged_attention import ragged_attention
+from chanformer.nn.attention import MultiHeadSelfAttention
+from chanformer.nn.mlp import Mlp
 
 __all__ = ["DropPath", "MaskedSelfAttention", "MaskedTransformerBlock", "Mlp", "run_blocks"]
+
+#: The block's attention under its earlier name (:class:`chanformer.nn.attention.MultiHeadSelfAttention`).
+MaskedSelfAttention = MultiHeadSelfAttention
 
 NORM_STYLES = ("pre", "post", "prepost")
 
@@ -41,79 +45,6 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
-
-
-class MaskedSelfAttention(nn.Module):
-    """Multi-head self-attention with a packed ``qkv`` projection: ``[B, L, D] -> [B, L, D]``.
-
-    ``qkv.weight`` is ``[3D, D]`` with rows ``[q; k; v]`` and heads contiguous inside each, the
-    layout of both the DINO/timm ``Attention.qkv`` and ``nn.MultiheadAttention.in_proj_weight``.
-
-    Args:
-        dim: token width ``D``.
-        num_heads: heads ``H`` (``D`` divisible by ``H``).
-        qkv_bias: bias on the ``qkv`` projection.
-        qk_scale: attention scale; ``None`` = ``head_dim ** -0.5``.
-        attn_drop: dropout on attention probabilities (training only).
-        proj_drop: dropout after the output projection.
-
-    """
-
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
-        device: torch.device | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        if num_heads < 1 or dim % num_heads:
-            raise ValueError(f"MaskedSelfAttention(num_heads={num_heads}): must divide dim={dim}")
-        kw: dict[str, Any] = {"device": device, "dtype": dtype}
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.scale = float(qk_scale) if qk_scale is not None else self.head_dim**-0.5
-        self.attn_drop = float(attn_drop)
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, **kw)
-        self.proj = nn.Linear(dim, dim, **kw)
-        self.proj_drop = nn.Dropout(proj_drop)
-
-    def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
-        """``x [B, L, D]``, ``key_mask [B, L]`` (bool, True = real token, or None) -> ``[B, L, D]``."""
-        b, n, d = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        dropout_p = self.attn_drop if self.training else 0.0
-        out = ragged_attention(q, k, v, key_mask, self.scale, dropout_p)
-        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, d)))
-
-
-class Mlp(nn.Module):
-    """``fc2(drop(act(fc1(x))))`` then dropout; ``[..., D] -> [..., D]``."""
-
-    def __init__(
-        self,
-        dim: int,
-        hidden: int,
-        activation: str = "gelu",
-        drop: float = 0.0,
-        device: torch.device | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        if activation not in ("gelu", "relu"):
-            raise ValueError(f"Mlp(activation={activation!r}): expected 'gelu' or 'relu'")
-        kw: dict[str, Any] = {"device": device, "dtype": dtype}
-        self.fc1 = nn.Linear(dim, hidden, **kw)
-        self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
-        self.fc2 = nn.Linear(hidden, dim, **kw)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
 class MaskedTransformerBlock(nn.Module):
@@ -165,7 +96,7 @@ class MaskedTransformerBlock(nn.Module):
         kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.norm_style = norm_style
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps, **kw)
-        self.attn = MaskedSelfAttention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, **kw)
+        self.attn = MultiHeadSelfAttention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, **kw)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps, **kw)
         self.mlp = Mlp(dim, mlp_hidden, activation, drop, **kw)
         self.drop_path = DropPath(drop_path)

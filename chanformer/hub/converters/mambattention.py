@@ -1,8 +1,10 @@
 """NikolaiKyhne/MambAttention ``models/generator.py:MambAttention(cfg)`` -> :class:`MambAttention`.
 
 The original takes ``cfg = {"model_cfg": {...}, "stft_cfg": {...}}``. Key names are the
-original's except ``TFMambAttention.<i>.`` -> ``blocks.<i>.``; the Mamba parameters keep
-mamba-ssm's names.
+original's except ``TFMambAttention.<i>.`` -> ``blocks.<i>.`` and the attention's
+``nn.MultiheadAttention`` names (``in_proj_weight`` / ``in_proj_bias`` / ``out_proj``) ->
+``qkv.weight`` / ``qkv.bias`` / ``proj`` (:class:`chanformer.nn.attention.MultiHeadSelfAttention`);
+the Mamba parameters keep mamba-ssm's names.
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ from chanformer.encoders.mambattention import MambAttention
 from chanformer.hub.converters import Converter, register_converter
 
 __all__ = ["MambAttentionConverter"]
+
+_ATTN = {  # nn.MultiheadAttention -> MultiHeadSelfAttention
+    "in_proj_weight": "qkv.weight",
+    "in_proj_bias": "qkv.bias",
+    "out_proj.weight": "proj.weight",
+    "out_proj.bias": "proj.bias",
+}
 
 _MIXER = (
     r"mixer\.(in_proj\.(weight|bias)|conv1d\.(weight|bias)|x_proj\.weight|dt_proj\.(weight|bias)|A_log|D|out_proj\.(weight|bias))"
@@ -85,7 +94,9 @@ class MambAttentionConverter(Converter):
         for key, val in state.items():
             if not _KEYS.fullmatch(key):
                 raise ValueError(f"MambAttention checkpoint key {key!r} is not part of the MambAttention generator")
-            out[re.sub(r"^TFMambAttention\.", "blocks.", key)] = val
+            key = re.sub(r"^TFMambAttention\.", "blocks.", key)
+            head, sep, tail = key.partition(".attention.attn.")
+            out[head + sep + _ATTN[tail] if sep else key] = val
         return out
 
     def run(self, model: nn.Module, inputs: Mapping[str, Tensor], fixture: Mapping[str, Any]) -> dict[str, Tensor]:

@@ -19,8 +19,8 @@ _LAYER_KEYS = {
     "attention.gen2": "star.core_proj",
     "attention.gen3": "star.fuse",
     "attention.gen4": "star.out",
-    "conv1": "fc1",
-    "conv2": "fc2",
+    "conv1": "mlp.fc1",
+    "conv2": "mlp.fc2",
     "norm1": "norm1",
     "norm2": "norm2",
 }
