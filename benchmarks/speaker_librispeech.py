@@ -18,7 +18,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from chanformer.datasets.speech import SpeakerVerificationDataModule
+from chanformer.datasets.speech.datamodules import SpeakerVerificationDataModule
 from chanformer.tasks.speaker import SpeakerVerificationTask
 
 LIBRI = Path(__file__).resolve().parents[2] / "shared" / "data" / "librispeech-subset"

@@ -45,10 +45,13 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "wsi": ("Slide", "SlideReadError", "TileGrid", "make_synthetic_slides", "tile_slide", "tissue_mask"),
     "bags": ("BagDataModule", "BagDataset", "BagStore"),
     # speech
-    "speech": ("AudioReadError", "EnhancementDataModule", "NoisyCleanDataset", "SpeakerFolderDataset",
-               "SpeakerVerificationDataModule", "UtteranceDataset", "VerificationTrials", "babble", "coloured_noise",
-               "espeak_available", "generate_espeak_corpus", "make_noisy_clean_pairs", "mic_vocab", "mix_at_snr",
-               "random_crop", "read_audio", "resample", "rms_normalize", "speed_perturb", "volume_perturb"),
+    "speech.audio": ("AudioReadError", "mic_vocab", "read_audio", "resample"),
+    "speech.augment": ("babble", "coloured_noise", "mix_at_snr", "random_crop", "rms_normalize", "speed_perturb",
+                       "volume_perturb"),
+    "speech.datasets": ("NoisyCleanDataset", "SpeakerFolderDataset", "UtteranceDataset"),
+    "speech.trials": ("VerificationTrials",),
+    "speech.synth": ("espeak_available", "generate_espeak_corpus", "make_noisy_clean_pairs"),
+    "speech.datamodules": ("EnhancementDataModule", "SpeakerVerificationDataModule"),
 }  # fmt: skip
 
 _EXPORTS: dict[str, str] = {name: module for module, names in _MODULES.items() for name in names}

@@ -27,7 +27,9 @@ import torch
 
 from chanformer.batch import ChannelBatch, ChannelIdError, ChannelSample, EmptySampleError
 from chanformer.cli.main import main
-from chanformer.datasets.speech import AudioReadError, NoisyCleanDataset, SpeakerFolderDataset, VerificationTrials, read_audio
+from chanformer.datasets.speech.audio import AudioReadError, read_audio
+from chanformer.datasets.speech.datasets import NoisyCleanDataset, SpeakerFolderDataset
+from chanformer.datasets.speech.trials import VerificationTrials
 from chanformer.encoders import create_encoder
 from chanformer.hub import load_pretrained, save_pretrained
 from chanformer.hub.pretrained import PretrainedFolderError, PretrainedMismatchError

@@ -272,14 +272,15 @@ def test_dot_named_slides_cannot_wipe_the_store(few_slides, tmp_path: Path) -> N
 
 
 def test_speaker_and_dataset_names_are_checked(tmp_path: Path, monkeypatch) -> None:
-    from chanformer.datasets import speech
-    from chanformer.datasets.speech import SpeakerFolderDataset, generate_espeak_corpus
+    from chanformer.datasets.speech import synth
+    from chanformer.datasets.speech.datasets import SpeakerFolderDataset
+    from chanformer.datasets.speech.synth import generate_espeak_corpus
     from chanformer.datasets.timeseries.sources import uea_path
 
     (tmp_path / "root" / "alice").mkdir(parents=True)
     with pytest.raises(ValueError, match=r"SpeakerFolderDataset\(.*root\): speaker '\.\./\.\./etc'"):
         SpeakerFolderDataset(tmp_path / "root", speakers=["alice", "../../etc"])
-    monkeypatch.setattr(speech.shutil, "which", lambda _: "/bin/false")  # validation precedes any synthesis
+    monkeypatch.setattr(synth.shutil, "which", lambda _: "/bin/false")  # validation precedes any synthesis
     with pytest.raises(ValueError, match=r"generate_espeak_corpus\(.*\): voice '\.\.'"):
         generate_espeak_corpus(tmp_path / "corpus", [".."])
     assert not (tmp_path / "corpus").exists() and not (tmp_path / "..").joinpath("corpus").exists()

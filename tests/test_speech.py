@@ -15,20 +15,18 @@ import torch
 sf = pytest.importorskip("soundfile")
 
 from chanformer.batch import ChannelBatch  # noqa: E402
-from chanformer.datasets.speech import (  # noqa: E402
-    AudioReadError,
-    NoisyCleanDataset,
-    SpeakerFolderDataset,
-    VerificationTrials,
+from chanformer.datasets.speech.audio import AudioReadError, read_audio  # noqa: E402
+from chanformer.datasets.speech.augment import (  # noqa: E402
     coloured_noise,
-    espeak_available,
     mix_at_snr,
     random_crop,
-    read_audio,
     rms_normalize,
     speed_perturb,
     volume_perturb,
 )
+from chanformer.datasets.speech.datasets import NoisyCleanDataset, SpeakerFolderDataset  # noqa: E402
+from chanformer.datasets.speech.synth import espeak_available  # noqa: E402
+from chanformer.datasets.speech.trials import VerificationTrials  # noqa: E402
 from chanformer.eval.verification import compute_eer, compute_min_dcf, s_norm  # noqa: E402
 from chanformer.tasks.enhancement import enhancement_metrics, generator_losses, phase_losses, si_sdr  # noqa: E402
 from chanformer.tasks.speaker import AAMSoftmax  # noqa: E402

@@ -12,12 +12,9 @@ import torch
 
 sf = pytest.importorskip("soundfile")
 
-from chanformer.datasets.speech import (  # noqa: E402
-    SpeakerFolderDataset,
-    SpeakerVerificationDataModule,
-    all_pairs_trials,
-    flat_speaker_files,
-)
+from chanformer.datasets.speech.datamodules import SpeakerVerificationDataModule  # noqa: E402
+from chanformer.datasets.speech.datasets import SpeakerFolderDataset, flat_speaker_files  # noqa: E402
+from chanformer.datasets.speech.trials import all_pairs_trials  # noqa: E402
 from chanformer.tasks.speaker import utterance_statistics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +53,7 @@ def test_all_pairs_trials(tmp_path):
     for spk, f0 in [("a", 100), ("b", 150), ("c", 220)]:
         for i in range(3):
             _voice(tmp_path / "eval" / spk / f"{i}.flac", f0 + i)
-    from chanformer.datasets.speech import VerificationTrials
+    from chanformer.datasets.speech.trials import VerificationTrials
 
     trials = VerificationTrials(all_pairs_trials(tmp_path / "eval", tmp_path / "t.txt"), tmp_path / "eval")
     assert len(trials) == 36 and sum(trials.labels) == 9 and len(trials.files) == 9
@@ -153,7 +150,7 @@ def test_speaker_ecapa_librispeech_measured(tmp_path):
 
 
 def test_enhancement_mixtures_from_real_speech_folder(tmp_path):
-    from chanformer.datasets.speech import EnhancementDataModule
+    from chanformer.datasets.speech.datamodules import EnhancementDataModule
 
     for name, f0 in [("1-2-0", 110), ("1-2-1", 120), ("7-3-0", 180), ("9-4-0", 230), ("9-4-1", 240)]:
         _voice(tmp_path / "speech" / f"{name}.flac", f0)
@@ -176,7 +173,7 @@ ENH_REAL = {"si_sdr": (7.652, 6.885), "pesq": (1.436, 1.559), "estoi": (0.682, 0
 
 @pytest.mark.slow  # trains the shipped enhancement recipe (12 epochs on espeak speech) and scores 11 real pairs
 def test_enhance_mambattention_on_real_pairs_measured(tmp_path):
-    from chanformer.datasets.speech import espeak_available
+    from chanformer.datasets.speech.synth import espeak_available
 
     if not espeak_available():
         pytest.skip("espeak-ng not installed (apt-get install -y espeak-ng)")

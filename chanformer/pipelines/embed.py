@@ -219,7 +219,7 @@ class Pipeline:
             da = read_image(path, sensor=self.contract.sensor) if self.contract.sensor else read_image(path)
             return self._from_xarray(da, names, source=str(path))
         if kind == "audio":
-            from chanformer.datasets.speech import read_audio
+            from chanformer.datasets.speech.audio import read_audio
 
             x, sr = read_audio(path, int(self.contract.sfreq) if self.contract.sfreq else None)
             keys = names or [f"mic/{i}" for i in range(x.shape[0])]

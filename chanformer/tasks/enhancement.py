@@ -255,7 +255,7 @@ def evaluate_pairs(model: MambAttention, noisy_files: Sequence[str | Path], clea
                    sample_rate: int = 16000) -> dict[str, Any]:
     """Enhance each noisy file (whole utterance) and score noisy and enhanced against the clean
     file: per-file rows and means of ``si_sdr``, ``pesq``, ``estoi`` (``*_noisy`` for the input)."""
-    from chanformer.datasets.speech import read_audio
+    from chanformer.datasets.speech.audio import read_audio
 
     model.eval()
     rows = []

@@ -77,7 +77,7 @@ class SpeakerVerificationTask(ChannelTask):
     lengths) and a sample's embedding is the mean over its present microphones.
 
     Validation/test batches carry utterance indices of the datamodule's ``val_trials`` /
-    ``test_trials`` (:class:`~chanformer.datasets.speech.VerificationTrials`); at epoch end the
+    ``test_trials`` (:class:`~chanformer.datasets.speech.trials.VerificationTrials`); at epoch end the
     trials are cosine-scored and ``eer``, ``min_dcf`` (and with ``score_norm="snorm"``
     ``eer_snorm``, ``min_dcf_snorm``) are logged. The s-norm cohort is the AAM class weights,
     i.e. one prototype per training speaker.
