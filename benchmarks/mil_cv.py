@@ -136,7 +136,7 @@ def logistic_regression_accuracy(datamodule: Any, C: float = DEFAULT_LOGREG_C, s
     features, trained on the datamodule's training bags (the same folds and statistics the MIL models see)."""
     from sklearn.linear_model import LogisticRegression
 
-    from chanformer.datasets.bag_tables import pooled_bag_features
+    from chanformer.datasets.wsi.tables import pooled_bag_features
 
     train, other = datamodule.bags("train"), datamodule.bags(split)
     if not other:
@@ -159,7 +159,7 @@ def cross_validate(
     """``repeats`` x ``n_folds``-fold cross-validation of every recipe on ``source`` (and the
     pooled logistic regression unless ``logreg_C`` is None), one line per fold on ``log``.
     The fold draws are ``first_repeat .. first_repeat + repeats - 1`` (to extend an earlier run)."""
-    from chanformer.datasets.bag_tables import BagTableDataModule
+    from chanformer.datasets.wsi.tables import BagTableDataModule
 
     res = CVResult(str(source), n_folds, repeats, first_repeat)
     names = [*recipes, *([BASELINE] if logreg_C is not None else [])]
@@ -287,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{Path(s).stem} {recipe} {' '.join(a.override)}: val acc by epoch {marks}; best epoch {best + 1} "
                   f"({mean[best]:.3f}); {time.perf_counter() - t:.0f} s", flush=True)  # fmt: skip
         if a.logreg_C:
-            from chanformer.datasets.bag_tables import BagTableDataModule
+            from chanformer.datasets.wsi.tables import BagTableDataModule
 
             dms = [BagTableDataModule(s, n_folds=a.folds, fold=f, repeat=a.repeat, val_fraction=a.val_fraction)
                    for f in range(a.folds)]  # fmt: skip

@@ -573,7 +573,7 @@ def resolve_mne_channels(
 
 
 class BagLike(Protocol):
-    """What :meth:`BagBatch.collate` reads from each bag (e.g. :class:`chanformer.datasets.bags.Bag`)."""
+    """What :meth:`BagBatch.collate` reads from each bag (e.g. :class:`chanformer.datasets.wsi.store.Bag`)."""
 
     features: Tensor
     coords: Tensor

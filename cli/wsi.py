@@ -66,7 +66,7 @@ def wsi_main(argv: list[str]) -> int:
 
     console = Console()
     if args.cmd == "synth":
-        from chanformer.datasets.wsi import make_synthetic_slides
+        from chanformer.datasets.wsi.slides import make_synthetic_slides
 
         info = make_synthetic_slides(args.out, n=args.n, seed=args.seed, size=args.size, tile_size=args.tile_size)
         console.print(f"wrote {len(info)} slides ({sum(d['label'] for d in info)} positive) to {args.out}")
@@ -74,8 +74,8 @@ def wsi_main(argv: list[str]) -> int:
     if args.cmd == "tile":
         return _tile(args, console)
     if args.cmd == "extract":
-        from chanformer.datasets.bags import read_grids
-        from chanformer.datasets.wsi import read_labels
+        from chanformer.datasets.wsi.bags import read_grids
+        from chanformer.datasets.wsi.slides import read_labels
         from chanformer.pipelines.wsi_features import extract_features
 
         report = extract_features(
@@ -93,7 +93,7 @@ def wsi_main(argv: list[str]) -> int:
 def _tile(args: argparse.Namespace, console: object) -> int:
     from rich.progress import Progress
 
-    from chanformer.datasets.wsi import iter_slides, tile_slide
+    from chanformer.datasets.wsi.slides import iter_slides, tile_slide
     from chanformer.io import write_text_atomic
 
     out = Path(args.out)
@@ -101,7 +101,7 @@ def _tile(args: argparse.Namespace, console: object) -> int:
     paths = list(iter_slides(args.slides))
     if not paths:
         raise FileNotFoundError(f"no slide files in {args.slides}")
-    from chanformer.datasets.wsi import slide_id
+    from chanformer.datasets.wsi.slides import slide_id
 
     n_tiles = 0
     failed: dict[str, str] = {}
@@ -138,7 +138,7 @@ def _failures(what: str, failed: dict[str, str], total: int) -> int:
 
 
 def _heatmap(args: argparse.Namespace, console: object) -> int:
-    from chanformer.datasets.bags import BagStore
+    from chanformer.datasets.wsi.store import BagStore
     from chanformer.hub import load_pretrained
     from chanformer.pipelines.wsi_heatmap import attention_maps, save_heatmaps
 

@@ -42,8 +42,9 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "imaging.microscopy": ("ImageReadError", "read_image", "read_tile", "stain_key"),
     "imaging.satellite": ("SENSORS", "read_geotiff", "sensor_vocab"),
     # whole-slide images and feature bags
-    "wsi": ("Slide", "SlideReadError", "TileGrid", "make_synthetic_slides", "tile_slide", "tissue_mask"),
-    "bags": ("BagDataModule", "BagDataset", "BagStore"),
+    "wsi.slides": ("Slide", "SlideReadError", "TileGrid", "make_synthetic_slides", "tile_slide", "tissue_mask"),
+    "wsi.store": ("BagStore",),
+    "wsi.bags": ("BagDataModule", "BagDataset"),
     # speech
     "speech.audio": ("AudioReadError", "mic_vocab", "read_audio", "resample"),
     "speech.augment": ("babble", "coloured_noise", "mix_at_snr", "random_crop", "rms_normalize", "speed_perturb",

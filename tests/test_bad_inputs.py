@@ -24,7 +24,7 @@ from chanformer.datasets.imaging.datasets import ChannelNormalizer, ImageManifes
 from chanformer.datasets.imaging.microscopy import ImageReadError, read_image, read_tile
 from chanformer.datasets.timeseries.datasets import ChannelStats, ForecastingDataset, UEADataset
 from chanformer.datasets.timeseries.ts_format import TsFormatError, read_ts
-from chanformer.datasets.wsi import Slide, SlideReadError, tile_slide, write_pyramid
+from chanformer.datasets.wsi.slides import Slide, SlideReadError, tile_slide, write_pyramid
 
 from .conftest import DATA
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from chanformer.batch import BagBatch
-from chanformer.datasets.bag_tables import (
+from chanformer.datasets.wsi.tables import (
     BagTableDataModule,
     BagTableError,
     pooled_bag_features,
@@ -239,7 +239,7 @@ def test_musk_recipes_are_listed_and_link_the_data():
         cfg = yaml.safe_load(Path(resolve_config(name)).read_text())
         assert cfg["model"]["init_args"]["model"] == model
         assert not {"in_dim", "num_classes", "data_spec"} & set(cfg["model"]["init_args"])  # linked from data.spec
-        assert cfg["data"]["class_path"] == "chanformer.datasets.bag_tables.BagTableDataModule"
+        assert cfg["data"]["class_path"] == "chanformer.datasets.wsi.tables.BagTableDataModule"
         assert cfg["data"]["init_args"]["source"] == "../shared/data/mil-classic/musk1.csv"
 
 

@@ -200,7 +200,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("slide", ["..", ".", "", "../../x", "a/b", "/abs/x", "x\x00", ".tmp-a-1", ".hidden"])
 def test_bag_store_refuses_ids_that_are_not_plain_names(slide: str, tmp_path: Path) -> None:
-    from chanformer.datasets.bags import BagStore
+    from chanformer.datasets.wsi.store import BagStore
 
     store = BagStore(tmp_path / "store" / "bags.zarr")
     store.init(encoder="x")
@@ -214,7 +214,7 @@ def test_bag_store_refuses_ids_that_are_not_plain_names(slide: str, tmp_path: Pa
 
 
 def test_bag_store_never_deletes_what_it_did_not_write(tmp_path: Path) -> None:
-    from chanformer.datasets.bags import BagError, BagStore
+    from chanformer.datasets.wsi.store import BagError, BagStore
 
     store = BagStore(tmp_path / "bags.zarr")
     store.init(encoder="x")
@@ -239,7 +239,7 @@ def test_bag_store_never_deletes_what_it_did_not_write(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def few_slides(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
-    from chanformer.datasets.wsi import make_synthetic_slides
+    from chanformer.datasets.wsi.slides import make_synthetic_slides
 
     root = tmp_path_factory.mktemp("slides")
     info = make_synthetic_slides(root / "slides", n=3, seed=0, size=512, tile_size=64, levels=3)
@@ -247,7 +247,7 @@ def few_slides(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dic
 
 
 def test_dot_named_slides_cannot_wipe_the_store(few_slides, tmp_path: Path) -> None:
-    from chanformer.datasets.bags import BagStore
+    from chanformer.datasets.wsi.store import BagStore
     from chanformer.pipelines.wsi_features import extract_features
 
     _, info = few_slides
@@ -368,7 +368,7 @@ class _Killed(BaseException):
 
 
 def _same_store(a: Path, b: Path) -> None:
-    from chanformer.datasets.bags import BagStore
+    from chanformer.datasets.wsi.store import BagStore
 
     sa, sb = BagStore(a), BagStore(b)
     assert sa.slides() == sb.slides() and sa.attrs == sb.attrs
@@ -383,7 +383,7 @@ def _same_store(a: Path, b: Path) -> None:
 
 @pytest.fixture(scope="module")
 def reference_store(few_slides, tmp_path_factory) -> Path:
-    from chanformer.datasets.wsi import read_labels
+    from chanformer.datasets.wsi.slides import read_labels
     from chanformer.pipelines.wsi_features import extract_features
 
     root, _ = few_slides
@@ -401,8 +401,8 @@ def test_kill_inside_a_bag_write_then_rerun_completes_identically(point, few_sli
                                                                   monkeypatch) -> None:  # fmt: skip
     """A kill leaves whatever the write had reached on disk, under the dead process's id; the
     re-run deletes it and ends with the same store as an uninterrupted run."""
-    from chanformer.datasets import bags
-    from chanformer.datasets.wsi import read_labels
+    from chanformer.datasets.wsi import store as bags
+    from chanformer.datasets.wsi.slides import read_labels
     from chanformer.pipelines import wsi_features
 
     root, _ = few_slides
@@ -466,8 +466,8 @@ def test_real_kill_inside_a_bag_write(few_slides, reference_store, tmp_path) -> 
     path = tmp_path / "bags.zarr"
     script = f"""
 import os
-from chanformer.datasets import bags
-from chanformer.datasets.wsi import read_labels
+from chanformer.datasets.wsi import store as bags
+from chanformer.datasets.wsi.slides import read_labels
 real, seen = bags._write_array, []
 def write_array(group, name, data):
     seen.append(name)
@@ -484,8 +484,8 @@ extract_features([{str(root / 'slides')!r}], {str(path)!r}, labels=read_labels({
                             text=True)  # fmt: skip
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 9, stderr[-2000:]
-    from chanformer.datasets.bags import BagStore
-    from chanformer.datasets.wsi import read_labels
+    from chanformer.datasets.wsi.slides import read_labels
+    from chanformer.datasets.wsi.store import BagStore
     from chanformer.pipelines.wsi_features import extract_features
 
     store = BagStore(path)
@@ -497,7 +497,7 @@ extract_features([{str(root / 'slides')!r}], {str(path)!r}, labels=read_labels({
 
 
 def test_replacing_a_bag_killed_between_renames_loses_nothing_for_good(tmp_path: Path, monkeypatch) -> None:
-    from chanformer.datasets import bags
+    from chanformer.datasets.wsi import store as bags
 
     store = bags.BagStore(tmp_path / "bags.zarr")
     store.init(encoder="x")
@@ -528,7 +528,7 @@ def test_replacing_a_bag_killed_between_renames_loses_nothing_for_good(tmp_path:
 
 
 def test_second_extraction_into_a_locked_store_is_refused(few_slides, tmp_path: Path) -> None:
-    from chanformer.datasets.bags import BagError, BagStore
+    from chanformer.datasets.wsi.store import BagError, BagStore
     from chanformer.pipelines.wsi_features import extract_features
 
     root, _ = few_slides
@@ -542,8 +542,8 @@ def test_second_extraction_into_a_locked_store_is_refused(few_slides, tmp_path: 
 
 # -- bad slides in a multi-slide extraction ---------------------------------------------------------------
 def test_cli_extract_skips_bad_slides_and_exits_1(few_slides, tmp_path: Path, capsys) -> None:
-    from chanformer.datasets.bags import BagStore
-    from chanformer.datasets.wsi import write_pyramid
+    from chanformer.datasets.wsi.slides import write_pyramid
+    from chanformer.datasets.wsi.store import BagStore
 
     _, info = few_slides
     folder = tmp_path / "in"

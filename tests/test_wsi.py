@@ -11,8 +11,10 @@ import tifffile
 import torch
 from sklearn.metrics import roc_auc_score
 
-from chanformer.datasets.bags import BagBatch, BagDataModule, BagDataset, BagError, BagStore
-from chanformer.datasets.wsi import Slide, SlideReadError, make_synthetic_slides, read_labels, tile_slide, write_pyramid
+from chanformer.batch import BagBatch
+from chanformer.datasets.wsi.bags import BagDataModule, BagDataset
+from chanformer.datasets.wsi.slides import Slide, SlideReadError, make_synthetic_slides, read_labels, tile_slide, write_pyramid
+from chanformer.datasets.wsi.store import BagError, BagStore
 from chanformer.pipelines.wsi_features import extract_features
 from chanformer.pipelines.wsi_heatmap import attention_maps, attention_mass_on
 from chanformer.tasks import MILTask

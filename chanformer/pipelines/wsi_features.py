@@ -1,8 +1,8 @@
 """WSI feature extraction: slides -> tiles -> an encoder -> a Zarr bag store.
 
-A pipeline (above readers and models): it reads slides with :mod:`chanformer.datasets.wsi`,
+A pipeline (above readers and models): it reads slides with :mod:`chanformer.datasets.wsi.slides`,
 embeds tiles with any chanformer encoder (or a plain module), and writes bags with
-:class:`chanformer.datasets.bags.BagStore` (resumable: a killed run continues with the slides
+:class:`chanformer.datasets.wsi.store.BagStore` (resumable: a killed run continues with the slides
 that have no complete bag).
 """
 
@@ -21,8 +21,8 @@ from torch import Tensor, nn
 
 from chanformer.batch import ChannelBatch
 from chanformer.channels import ChannelVocab
-from chanformer.datasets.bags import RGB_KEYS, BagError, BagStore, _open_group, rgb_vocab
-from chanformer.datasets.wsi import Slide, TileGrid, _name, iter_slides, slide_id, tile_slide
+from chanformer.datasets.wsi.slides import Slide, TileGrid, _name, iter_slides, slide_id, tile_slide
+from chanformer.datasets.wsi.store import RGB_KEYS, BagError, BagStore, _open_group, rgb_vocab
 from chanformer.encoders import Encoder, create_encoder
 
 __all__ = ["ExtractionReport", "TileStatsExtractor", "extract_features"]
@@ -139,7 +139,7 @@ def extract_features(
             modules get ``[B, 3, H, W]`` float tensors in ``[0, 1]``) returning ``[B, D]``.
         encoder_kwargs: arguments of the named encoder.
         labels: ``{slide: class index}`` stored with each bag (``None``: unlabelled).
-        tile_size / level / min_tissue: tiling (see :func:`~chanformer.datasets.wsi.tile_slide`).
+        tile_size / level / min_tissue: tiling (see :func:`~chanformer.datasets.wsi.slides.tile_slide`).
         grids: precomputed tile grids by slide name (``chanformer wsi tile`` output).
         batch_size: tiles per encoder call.
         transform: applied to each ``[B, 3, H, W]`` float batch before the encoder (e.g. normalisation).

@@ -101,7 +101,7 @@ def save_heatmaps(
     """
     from PIL import Image
 
-    from chanformer.datasets.wsi import Slide
+    from chanformer.datasets.wsi.slides import Slide
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

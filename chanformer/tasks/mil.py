@@ -22,7 +22,7 @@ __all__ = ["MILTask"]
 class MILTask(ChannelTask):
     """A MIL head (``"acmil"``, ``"abmil"`` or the bag-mean baseline ``"mean"``) on padded bags.
 
-    Batches are :class:`~chanformer.datasets.bags.BagBatch` (``features [B, N, D]``, ``mask [B, N]``,
+    Batches are :class:`~chanformer.batch.BagBatch` (``features [B, N, D]``, ``mask [B, N]``,
     ``target [B]``). There is no encoder: features were extracted beforehand. Shares
     :class:`ChannelTask`'s step, logging, optimiser, resumption and export conventions; the
     exported module is the MIL head (``save_pretrained`` kind ``acmil``/``abmil``/``meanpool_mil``).
@@ -96,7 +96,7 @@ class MILTask(ChannelTask):
         })
 
     def forward(self, batch: Any) -> Any:
-        """The MIL head's output tuple for a :class:`~chanformer.datasets.bags.BagBatch`."""
+        """The MIL head's output tuple for a :class:`~chanformer.batch.BagBatch`."""
         return self.model(batch)
 
     def slide_logits(self, output: Any) -> Tensor:

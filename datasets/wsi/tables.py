@@ -5,7 +5,7 @@ feature columns. The classic multiple-instance benchmarks (Musk1/Musk2, Dietteri
 ship in this layout without a header: column 0 the bag label (1 positive, 0 or -1 negative),
 column 1 the bag id, then 166 features; those positions are the defaults here.
 
-:func:`read_bag_table` checks the table and groups its rows into :class:`~chanformer.datasets.bags.Bag`
+:func:`read_bag_table` checks the table and groups its rows into :class:`~chanformer.datasets.wsi.store.Bag`
 objects (``coords[:, 0]`` is the instance's row in the table, so attention can be traced back to
 rows; ``coords[:, 1]`` is 0), which :meth:`chanformer.batch.BagBatch.collate` pads into batches.
 :class:`BagTableDataModule` serves fold ``fold`` of a stratified ``n_folds``-fold split (drawn
@@ -27,7 +27,8 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from chanformer.datasets.bags import Bag, BagLoaders
+from chanformer.datasets.wsi.bags import BagLoaders
+from chanformer.datasets.wsi.store import Bag
 from chanformer.spec import DataSpec
 
 __all__ = [
@@ -53,7 +54,7 @@ class BagTable:
     """The bags of one table.
 
     Attributes:
-        bags: one :class:`~chanformer.datasets.bags.Bag` per bag id, in order of first appearance;
+        bags: one :class:`~chanformer.datasets.wsi.store.Bag` per bag id, in order of first appearance;
             ``label`` is the class index.
         class_names: name of each class index (``["negative", "positive"]`` for 0/1 or -1/1 labels).
         feature_names: the feature columns (names, or positions as strings for a table without header).
@@ -312,7 +313,7 @@ def pooled_bag_features(bags: Sequence[Bag], pools: Sequence[str] = ("mean", "ma
 
 # -- dataset and datamodule -----------------------------------------------------------------------
 class ListBagDataset(Dataset[Bag]):
-    """Bags held in memory (``labels`` and ``feature_dim`` as :class:`~chanformer.datasets.bags.BagDataset` has)."""
+    """Bags held in memory (``labels`` and ``feature_dim`` as :class:`~chanformer.datasets.wsi.bags.BagDataset` has)."""
 
     def __init__(self, bags: Sequence[Bag]) -> None:
         if not bags:
