@@ -97,3 +97,32 @@ def test_the_rules_catch_an_upward_import(tmp_path):
     fake.write_text("def f():\n    from chanformer.encoders import create_encoder\n")
     targets = [layer_of(t) for _, t in _imports(fake)]
     assert targets == ["models"] and "models" not in MAY_IMPORT["datasets"]
+
+
+# -- chanformer.datasets: one subpackage per field -----------------------------------------------------------------
+DATASET_FIELDS = {"timeseries", "eeg", "imaging", "speech", "wsi"}
+DATASET_SHARED = {"__init__", "base", "xarray_io"}  # package facade, generic datamodule base, storage for any field
+
+
+def test_datasets_are_grouped_by_field():
+    folder = FOLDERS["chanformer.datasets"]
+    loose = sorted(p.name for p in folder.glob("*.py") if p.stem not in DATASET_SHARED)
+    assert loose == [], f"datasets/ holds modules outside a field subpackage: {loose}"
+    fields = {p.name for p in folder.iterdir() if (p / "__init__.py").is_file()}
+    assert fields == DATASET_FIELDS
+
+
+def test_datasets_list_each_public_name_once_with_its_defining_module():
+    import importlib
+
+    import chanformer.datasets as ds
+
+    listed = [name for names in ds._MODULES.values() for name in names]
+    assert len(listed) == len(set(listed)), "a name is listed under two modules"
+    assert ds.__all__ == sorted(listed)
+    for name, module in ds._EXPORTS.items():
+        value = getattr(importlib.import_module(f"chanformer.datasets.{module}"), name)
+        defined_in = getattr(value, "__module__", None)
+        if callable(value) and defined_in is not None:
+            assert defined_in == f"chanformer.datasets.{module}", f"{name}: listed under {module}, defined in {defined_in}"
+        assert getattr(ds, name) is value
