@@ -28,6 +28,9 @@ class DataSpec:
         channel_mean / channel_std: per-vocabulary-id scaler statistics applied by the dataset,
             so forecasts can be reported on the original scale.
         feature_dim: width of precomputed instance features (MIL bags of slide tiles).
+        channels: the vocabulary keys of the dataset's channels in file order, when every sample
+            holds the same set (a fixed montage); ``None`` when the set varies. Encoders with a
+            fixed input layout (DBConformer) take their montage from it.
     """
 
     vocab: ChannelVocab = field(default_factory=ChannelVocab)
@@ -40,6 +43,7 @@ class DataSpec:
     channel_mean: list[float] | None = None
     channel_std: list[float] | None = None
     feature_dim: int | None = None
+    channels: list[str] | None = None
 
     def encoder_kwargs(self, data_args: dict[str, str]) -> dict[str, Any]:
         """Map spec fields onto an encoder's constructor names (``Encoder.data_args``)."""

@@ -290,6 +290,21 @@ def test_classifier_head_and_data_spec():
     assert built.n_times == 96 and built.vocab is spec.vocab
 
 
+def test_montage_is_linked_from_the_data_spec():
+    """Built from data with a fixed channel set, the montage is that set in file order; a montage
+    or size given by the caller wins over the data's."""
+    keys = [MONTAGE[2], MONTAGE[0], MONTAGE[1]]
+    spec = DataSpec(vocab=_vocab(), n_times=64, channels=keys)
+    built = create_encoder("dbconformer_test", data_spec=spec)
+    assert built.channels == keys
+    batch = ChannelBatch.collate([_sample(MONTAGE, _signals())] * 2)
+    with torch.no_grad():
+        assert built(batch).shape == (2, built.embed_dim)
+    assert create_encoder("dbconformer_test", data_spec=spec, channels=MONTAGE).channels == MONTAGE
+    sized = create_encoder("dbconformer_test", data_spec=spec, n_chans=len(MONTAGE))
+    assert sized.channels is None and sized.n_chans == len(MONTAGE)
+
+
 def test_gradients_reach_every_parameter():
     model = _model(n_outputs=3, drop_rate=0.0).train()
     sig = [_signals() for _ in range(3)]

@@ -65,6 +65,29 @@ def test_uea_recipe_trains_a_step_on_each_archive(recipe, archive, tmp_path):
     assert math.isfinite(float(cli.trainer.callback_metrics["test/acc"]))
 
 
+@pytest.mark.parametrize("archive", ARCHIVES)
+def test_uea_dbconformer_takes_the_montage_of_each_archive_from_the_data(archive, tmp_path):
+    """One recipe for every archive: DBConformer's montage (its input layout) is the archive's
+    channel keys in file order, linked through ``DataSpec.channels``, never written in the recipe."""
+    _need_data()
+    cfg = yaml.safe_load(Path(resolve_config("uea-dbconformer")).read_text())
+    assert not {"channels", "n_chans", "n_times"} & set(cfg["model"]["init_args"]["encoder_kwargs"])
+    cli = _tiny_fit(tmp_path, "uea-dbconformer", f"--data.init_args.name={archive}")
+    dm, enc = cli.datamodule, cli.model.encoder
+    assert cli.trainer.global_step == 1
+    assert dm.spec.channels == list(dm.channel_keys) and len(dm.channel_keys) == dm.n_channels
+    assert enc.channels == dm.spec.channels and enc.n_times == dm.length == 128
+    assert math.isfinite(float(cli.trainer.callback_metrics["test/acc"]))
+
+
+@pytest.mark.parametrize("archive", ["FingerMovements", "ArticularyWordRecognition"])
+def test_uea_mvpformer_recipe_trains_a_step(archive, tmp_path):
+    _need_data()
+    cli = _tiny_fit(tmp_path, "uea-mvpformer", f"--data.init_args.name={archive}")
+    assert cli.trainer.global_step == 1 and cli.model.num_classes == cli.datamodule.num_classes
+    assert math.isfinite(float(cli.trainer.callback_metrics["test/acc"]))
+
+
 @pytest.mark.parametrize("archive", EEG)
 def test_uea_eeg_recipe_trains_a_step_on_each_archive(archive, tmp_path):
     _need_data()

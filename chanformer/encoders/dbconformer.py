@@ -22,6 +22,7 @@ from chanformer.encoders.base import Encoder
 from chanformer.encoders.montage import interpolate_montage
 from chanformer.nn.pooling import ChannelAttentionPool
 from chanformer.nn.transformer import MaskedTransformerBlock, run_blocks
+from chanformer.spec import DataSpec
 
 __all__ = ["DBConformer", "dbconformer", "dbconformer_test"]
 
@@ -133,6 +134,15 @@ class DBConformer(Encoder):
     """
 
     data_args = {"n_times": "n_times"}
+
+    @classmethod
+    def data_kwargs(cls, spec: DataSpec, given: dict[str, Any]) -> dict[str, Any]:
+        """Besides ``n_times``: a build given neither ``channels`` nor ``n_chans`` takes the data's
+        fixed montage (``spec.channels``), so one recipe serves archives of any channel set."""
+        out = super().data_kwargs(spec, given)
+        if given.get("channels") is None and given.get("n_chans") is None and spec.channels:
+            out["channels"] = list(spec.channels)
+        return out
 
     def __init__(
         self,

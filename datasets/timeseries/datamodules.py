@@ -169,7 +169,11 @@ class UEADataModule(ChannelDataModule):
     @property
     def spec(self) -> DataSpec:
         return DataSpec(
-            vocab=self.vocab, n_times=self.length, num_classes=self.num_classes, class_names=self.classes
+            vocab=self.vocab,
+            n_times=self.length,
+            num_classes=self.num_classes,
+            class_names=self.classes,
+            channels=list(self.channel_keys),
         )
 
     def setup(self, stage: str | None = None) -> None:
