@@ -295,13 +295,14 @@ def export_torch(
         report = ExportReport(Path(path), "torch.export", "torch.export", flat.input_names, dynamic_batch, dyn_c)
         if check:
             module = program.module()
-            errs, shapes = [], []
+            errs: list[float] = []
+            checked: list[tuple[int, ...]] = []
             with torch.no_grad():
                 for batch in _variants(encoder, flat, example, dynamic_batch, dyn_c):
                     got = module(*flatten_batch(batch, flat)).float().numpy()
                     errs.append(_compare(f"torch.export of {type(encoder).__name__}", got, encoder(batch), atol, rtol))
-                    shapes.append(tuple(batch.values.shape))
-            report.max_abs_error, report.checked_shapes = max(errs), shapes
+                    checked.append(tuple(batch.values.shape))
+            report.max_abs_error, report.checked_shapes = max(errs), checked
         extra = {"chanformer.json": json.dumps(_metadata(encoder, flat, "torch.export", dynamic_batch, dyn_c))}
         write_file_atomic(path, lambda f: torch.export.save(program, f, extra_files=extra))
         return report
@@ -340,8 +341,10 @@ def _onnx_torchscript(flat: FlatEncoder, args: tuple[Tensor, ...], dyn_b: bool, 
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # torch annotates f as a path, but the TorchScript exporter (dynamo=False) writes through
+        # torch.serialization._open_file_like, which takes a binary buffer too.
         torch.onnx.export(
-            flat, args, buf, dynamo=False, input_names=flat.input_names, output_names=["embedding"],
+            flat, args, buf, dynamo=False, input_names=flat.input_names, output_names=["embedding"],  # type: ignore[arg-type]
             dynamic_axes=axes, opset_version=opset or 17, do_constant_folding=True,
         )  # fmt: skip
     return buf.getvalue()
@@ -370,7 +373,7 @@ def _onnx_session(model: bytes | str | os.PathLike[str]) -> Any:
 
 def run_onnx(model: str | os.PathLike[str] | Any, batch: ChannelBatch) -> np.ndarray:
     """Embeddings ``[B, D]`` of ``batch`` from an exported ONNX file (or an onnxruntime session), on CPU."""
-    session = model if hasattr(model, "run") else _onnx_session(model)
+    session: Any = model if hasattr(model, "run") else _onnx_session(model)
     names = [i.name for i in session.get_inputs()]
     tensors = {"values": batch.values, "channel_ids": batch.channel_ids, "mask": batch.mask,
                "coords": batch.coords, "lengths": batch.lengths}  # fmt: skip

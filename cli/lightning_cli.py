@@ -8,12 +8,13 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from chanformer.callbacks import upgrade_checkpoint_callbacks
@@ -125,10 +126,13 @@ class ChanformerCLI(LightningCLI):
         after every epoch (see :func:`~chanformer.callbacks.upgrade_checkpoint_callbacks`)."""
         kwargs = {**self._run_folder(), **kwargs}
         trainer = super().instantiate_trainer(**kwargs)
-        upgrade_checkpoint_callbacks(trainer.callbacks)
+        # Trainer.callbacks is set by Lightning's callback connector and never declared on the class,
+        # so its type is given here; the list is edited in place.
+        callbacks: list[L.Callback] = trainer.callbacks  # type: ignore[attr-defined]
+        upgrade_checkpoint_callbacks(callbacks)
         if trainer.progress_bar_callback is not None and not isinstance(trainer.progress_bar_callback, RichProgressBar):
-            trainer.callbacks = [c for c in trainer.callbacks if c is not trainer.progress_bar_callback]
-            trainer.callbacks.append(RichProgressBar(leave=True))
+            callbacks[:] = [c for c in callbacks if c is not trainer.progress_bar_callback]
+            callbacks.append(RichProgressBar(leave=True))
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         elif not isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
@@ -161,7 +165,8 @@ class ChanformerCLI(LightningCLI):
         cfg = self.config.get(self.subcommand, {})
         if not cfg.get("test_after_fit", True) or not _has_test(self.datamodule):
             return
-        ckpt = "best" if self.trainer.checkpoint_callback and self.trainer.checkpoint_callback.best_model_path else None
+        checkpoint = self.trainer.checkpoint_callback
+        ckpt = "best" if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path else None
         results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt, verbose=False)
         if self.trainer.is_global_zero and results:
             _print_results(results[0], ckpt)
@@ -208,7 +213,7 @@ def _has_test(dm: Any) -> bool:
         return False
 
 
-def _print_results(metrics: dict[str, float], ckpt: str | None) -> None:
+def _print_results(metrics: Mapping[str, float], ckpt: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 

@@ -28,7 +28,7 @@ of the branches' softmaxed attention (the attention-diversity term).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 import torch
 import torch.nn.functional as F
@@ -291,6 +291,28 @@ class ABMIL(MILHead):
         return ABMILOutput(self.classifier(self.dropout(pooled)), logits)
 
 
+@overload
+def acmil_loss(
+    output: ACMILOutput | tuple[Tensor, Tensor, Tensor],
+    target: Tensor,
+    diversity_weight: float = ...,
+    return_parts: Literal[False] = ...,
+) -> Tensor: ...
+@overload
+def acmil_loss(
+    output: ACMILOutput | tuple[Tensor, Tensor, Tensor],
+    target: Tensor,
+    diversity_weight: float = ...,
+    *,
+    return_parts: Literal[True],
+) -> dict[str, Tensor]: ...
+@overload
+def acmil_loss(
+    output: ACMILOutput | tuple[Tensor, Tensor, Tensor],
+    target: Tensor,
+    diversity_weight: float = ...,
+    return_parts: bool = ...,
+) -> Tensor | dict[str, Tensor]: ...
 def acmil_loss(
     output: ACMILOutput | tuple[Tensor, Tensor, Tensor],
     target: Tensor,

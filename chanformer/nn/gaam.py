@@ -133,9 +133,9 @@ class MultiHeadGaussianAdaptiveAttention(nn.Module):
                 raise ValueError(
                     f"MultiHeadGaussianAdaptiveAttention({arg}={val!r}): must be a positive integer"
                 )
-        for arg, val in (("norm_axis", norm_axis), ("head_axis", head_axis)):
-            if val is not None and (not isinstance(val, int) or isinstance(val, bool)):
-                raise TypeError(f"MultiHeadGaussianAdaptiveAttention({arg}={val!r}): must be an int")
+        for arg, axis in (("norm_axis", norm_axis), ("head_axis", head_axis)):
+            if axis is not None and (not isinstance(axis, int) or isinstance(axis, bool)):
+                raise TypeError(f"MultiHeadGaussianAdaptiveAttention({arg}={axis!r}): must be an int")
         if not eps > 0:
             raise ValueError(f"MultiHeadGaussianAdaptiveAttention(eps={eps}): must be > 0")
         self.norm_axis = norm_axis
@@ -246,9 +246,10 @@ class MultiHeadGaussianAdaptiveAttention(nn.Module):
         std = var.sqrt()
         if self.stable:
             # log of the Gaussian product up to a constant, normalised by a softmax
-            logit = sum(
-                -((x - (mean + o)) / std).square() / (2.0 * c.square()) for o, c in zip(offsets, scales)
-            )
+            terms = [-((x - (mean + o)) / std).square() / (2.0 * c.square()) for o, c in zip(offsets, scales)]
+            logit = terms[0]
+            for t in terms[1:]:
+                logit = logit + t
             if m is not None:
                 any_present = m.any(ax, keepdim=True)
                 logit = torch.where(any_present, logit.masked_fill(~m, float("-inf")), 0.0)

@@ -37,6 +37,9 @@ class TileStatsExtractor(nn.Module):
     texture/colour descriptor, not a pathology foundation model: on real slides use a real encoder.
     """
 
+    w1: Tensor  # buffers, drawn in __init__
+    w2: Tensor
+
     def __init__(self, width: int = 26, seed: int = 0) -> None:
         super().__init__()
         self.width, self.seed = width, seed
@@ -72,8 +75,8 @@ def _resolve_encoder(encoder: str | nn.Module, encoder_kwargs: Mapping[str, Any]
         m = TileStatsExtractor(**(encoder_kwargs or {}))
         return m, "tile-stats", m.config
 
-    m = create_encoder(encoder, **(encoder_kwargs or {}))
-    return m, encoder, dict(encoder_kwargs or {})
+    enc = create_encoder(encoder, **(encoder_kwargs or {}))
+    return enc, encoder, dict(encoder_kwargs or {})
 
 
 def _embed(encoder: nn.Module, tiles: Tensor, vocab: ChannelVocab | None) -> Tensor:

@@ -355,7 +355,10 @@ class ChannelTask(L.LightningModule, metaclass=abc.ABCMeta):
     # -- reproducible resumption: RNG states travel in the checkpoint ---------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Plain tensors, ints and tuples only, so the checkpoint loads with weights_only=True.
-        name, keys, pos, has_gauss, gauss = np.random.get_state()
+        state = np.random.get_state(legacy=True)
+        if not isinstance(state, tuple):  # pragma: no cover - the global RandomState is always MT19937
+            raise RuntimeError("numpy's global RandomState did not return its legacy MT19937 state")
+        name, keys, pos, has_gauss, gauss = state
         checkpoint["chanformer_rng"] = {
             "torch": torch.get_rng_state(),
             "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),

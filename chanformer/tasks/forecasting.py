@@ -29,6 +29,9 @@ class ForecastingTask(ChannelTask):
         **kwargs: see :class:`ChannelTask`.
     """
 
+    scale_mean: Tensor  # buffers: the dataset scaler's per-vocabulary-id statistics (empty: none)
+    scale_std: Tensor
+
     def __init__(self, *args: Any, horizon: int | None = None, instance_norm: bool = True, **kwargs: Any) -> None:
         self._horizon_arg = horizon
         self.instance_norm = instance_norm

@@ -43,6 +43,8 @@ class MILTask(ChannelTask):
         data_spec / optimizer / lr_scheduler / export_dir: see :class:`ChannelTask`.
     """
 
+    class_weights: Tensor | None  # buffer (non-persistent), set in configure_losses
+
     def __init__(
         self,
         model: Literal["acmil", "abmil", "mean"] = "acmil",

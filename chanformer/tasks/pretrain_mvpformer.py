@@ -9,7 +9,7 @@ by cosine similarity / ``temperature``, with the InfoNCE (cross-entropy) loss.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,14 @@ def info_nce(
     neg = torch.einsum("md,mkd->mk", p, t[neg_idx])
     logits = torch.cat([pos, neg], dim=1) / temperature
     return F.cross_entropy(logits, torch.zeros(m, dtype=torch.long, device=pred.device)), logits
+
+
+class _SegmentEncoder(Protocol):
+    """What this task uses of an MVPFormer-style encoder (checked with ``hasattr`` in ``__init__``)."""
+
+    backbone: nn.Module
+
+    def embed_segments(self, batch: ChannelBatch) -> Tensor: ...
 
 
 class NextSegmentPretrainTask(ChannelTask):
@@ -84,8 +92,9 @@ class NextSegmentPretrainTask(ChannelTask):
         metrics["top1"].update((preds.argmax(-1) == target).float())
 
     def compute(self, batch: ChannelBatch) -> tuple[Tensor, Tensor, Tensor]:
-        tokens = self.encoder.embed_segments(batch)  # [B, T, C, D]
-        context = self.encoder.backbone(tokens, batch.mask)
+        encoder = cast(_SegmentEncoder, self.encoder)
+        tokens = encoder.embed_segments(batch)  # [B, T, C, D]
+        context = encoder.backbone(tokens, batch.mask)
         if tokens.shape[1] < 2:
             raise ValueError("next-segment prediction needs windows of at least 2 segments")
         pred = self.predictor(context[:, :-1])

@@ -146,10 +146,12 @@ class UEAJointDataModule(ChannelDataModule):
     ) -> None:
         if not names:
             raise ValueError("UEAJointDataModule needs at least one archive name")
-        kw = dict(val_fraction=val_fraction, seed=seed, normalize=normalize, root=root, montage=montage,
-                  resample_to=resample_to, augment_shift=augment_shift, augment_scale=augment_scale,
-                  augment_noise=augment_noise, augment_channel_drop=augment_channel_drop)  # fmt: skip
-        self.parts = [UEADataModule(name=n, batch_size=batch_size, **kw) for n in names]
+        self.parts = [
+            UEADataModule(name=n, batch_size=batch_size, val_fraction=val_fraction, seed=seed, normalize=normalize, root=root,
+                          montage=montage, resample_to=resample_to, augment_shift=augment_shift, augment_scale=augment_scale,
+                          augment_noise=augment_noise, augment_channel_drop=augment_channel_drop)
+            for n in names
+        ]  # fmt: skip
         super().__init__(vocab=self.parts[0].vocab, batch_size=batch_size, num_workers=num_workers, seed=seed)
         self.save_hyperparameters()
         self.names, self.resample_to = list(names), resample_to
@@ -174,6 +176,8 @@ class UEAJointDataModule(ChannelDataModule):
         offset, train, val, test = 0, [], [], []
         for p in self.parts:
             p.setup(stage)
+            if p.train_dataset is None or p.test_dataset is None:  # UEADataModule.setup builds both
+                raise RuntimeError(f"UEADataModule({p.name!r}).setup() built no train or test dataset")
             train.append(_OffsetTargets(p.train_dataset, offset))
             if p.val_dataset is not None:
                 val.append(_OffsetTargets(p.val_dataset, offset))

@@ -66,10 +66,11 @@ class EEGDataModule(ChannelDataModule):
         self.save_hyperparameters()
         self.paths, self.split_by = list(paths), split_by
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self._picks = tuple(picks or DATA_TYPES)
         self._kw = dict(
             mode=mode, label_map=label_map, tmin=tmin, tmax=tmax, window_s=window_s, stride_s=stride_s,
             resample=resample, l_freq=l_freq, h_freq=h_freq, euclidean_alignment=euclidean_alignment,
-            picks=tuple(picks or DATA_TYPES), ch_types=ch_types, on_unknown=on_unknown,
+            picks=self._picks, ch_types=ch_types, on_unknown=on_unknown,
             bad_channels=bad_channels, reference=reference,
         )  # fmt: skip
         self.cache_dir = cache_dir
@@ -114,7 +115,7 @@ class EEGDataModule(ChannelDataModule):
         window = float(kw["tmax"]) - float(kw["tmin"]) if events else float(kw["window_s"])  # type: ignore[arg-type]
         stride = None if events else kw["stride_s"]
         extra = {"mode": kw["mode"]} | ({"tmin": kw["tmin"], "tmax": kw["tmax"], "label_map": kw["label_map"]} if events else {})
-        picks = list(kw["picks"])  # type: ignore[call-overload]
+        picks = list(self._picks)
         return InputContract(
             modality="eeg", channels=channels, key_prefix="eeg/", sfreq=ds.sfreq, l_freq=kw["l_freq"],  # type: ignore[arg-type]
             h_freq=kw["h_freq"], reference=str(kw["reference"]), window_s=window, stride_s=stride,  # type: ignore[arg-type]

@@ -117,8 +117,9 @@ def _gdal_band_names(tf: Any) -> dict[int, str]:
         return {}
     out = {}
     for item in root.iter("Item"):
-        if item.get("name", "").upper() == "DESCRIPTION" and item.get("sample") is not None and item.text:
-            out[int(item.get("sample"))] = item.text.strip()
+        sample = item.get("sample")
+        if item.get("name", "").upper() == "DESCRIPTION" and sample is not None and item.text:
+            out[int(sample)] = item.text.strip()
     return out
 
 

@@ -164,19 +164,24 @@ class SpeakerVerificationDataModule(ChannelDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:
             return
+        val: str | None
+        test: str | None
+        val_root: str | None
+        test_root: str | None
         if self._plan is not None:
             val, test, _ = self._synthesise()
-            val_root: str | None = str(Path(val).parent / "val")
-            test_root: str | None = str(Path(test).parent / "test")
+            val_root = str(Path(val).parent / "val")
+            test_root = str(Path(test).parent / "test")
         elif self._libri is not None:
-            val, test, val_root, test_root = self._librispeech_trials()  # type: ignore[assignment]
+            val, test, val_root, test_root = self._librispeech_trials()
         else:
             val, test, root = self._trial_paths
             val_root = test_root = root
-        self.train_dataset = SpeakerFolderDataset(self.train_dir, "all", 0.0, self.seed, self.sample_rate, self.crop_seconds,
-                                                  self.speakers, augment=self.augment_audio, layout=self.layout,  # type: ignore[arg-type]
-                                                  repeats=self.repeats)
-        self.train_dataset.train = True
+        train = SpeakerFolderDataset(self.train_dir, "all", 0.0, self.seed, self.sample_rate, self.crop_seconds,
+                                     self.speakers, augment=self.augment_audio, layout=self.layout,  # type: ignore[arg-type]
+                                     repeats=self.repeats)
+        train.train = True
+        self.train_dataset = train
         if val:
             self.val_trials = VerificationTrials(val, val_root)
             self.val_dataset = UtteranceDataset(self.val_trials.files, self.val_trials.root, self.sample_rate, self.eval_seconds)

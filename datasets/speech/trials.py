@@ -78,7 +78,7 @@ def _all_trials(root: Path, out: Path, seed: int) -> Path:
     files = {d.name: [f"{d.name}/{p.name}" for p in _audio_files(d)] for d in sorted(root.iterdir()) if d.is_dir()}
     spk = sorted(files)
     same = [(1, a, b) for s in spk for i, a in enumerate(files[s]) for b in files[s][i + 1:]]
-    diff = []
+    diff: list[tuple[int, str, str]] = []
     while len(diff) < len(same):
         s1, s2 = rng.choice(len(spk), 2, replace=False)
         diff.append((0, str(rng.choice(files[spk[s1]])), str(rng.choice(files[spk[s2]]))))

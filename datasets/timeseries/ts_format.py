@@ -403,6 +403,6 @@ def _stack_dims(dims: list[np.ndarray], header: TsHeader, lineno: int, row: int)
             "(@equalLength true; truncated row?)",
         )
     out = np.full((len(dims), t), np.nan, dtype=np.float32)
-    for i, d in enumerate(dims):  # shorter dimensions of one case are padded with NaN (= missing)
-        out[i, : len(d)] = d
+    for i, dim in enumerate(dims):  # shorter dimensions of one case are padded with NaN (= missing)
+        out[i, : len(dim)] = dim
     return out

@@ -240,4 +240,4 @@ class TSLibForecastingDataModule(ForecastingDataModule):
 
     @cached_property
     def _frame(self) -> pd.DataFrame:
-        return read_tslib_table(self.root, self.name)
+        return read_tslib_table(self.root, self.entry.name)

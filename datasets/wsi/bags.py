@@ -147,7 +147,8 @@ class BagDataModule(BagLoaders, L.LightningDataModule):
         else:
             from chanformer.datasets.base import stratified_split
 
-            rest, test = stratified_split(labels, test_fraction, seed) if test_fraction > 0 else (np.arange(len(labels)), [])
+            rest, test = stratified_split(labels, test_fraction, seed) if test_fraction > 0 \
+                else (np.arange(len(labels)), np.zeros(0, int))  # fmt: skip
             tr, va = stratified_split(labels[rest], val_fraction / max(1e-9, 1 - test_fraction), seed + 1) if val_fraction > 0 \
                 else (np.arange(len(rest)), np.zeros(0, int))  # fmt: skip
             parts = {"train": list(rest[tr]), "val": list(rest[va]), "test": list(test)}
