@@ -68,6 +68,16 @@ CANDIDATES: dict[str, dict[str, list[str]]] = {
         # ... + every case resampled to 128 samples: 0.761
         "resample128": [*_REGULARISED, "--data.init_args.resample_to=128"],
     },
+    "dbconformer": {
+        # the shipped uea-dbconformer (E 40, 10 heads, 16-sample patches of the 128-sample resampled
+        # series, dropout 0.25, AdamW 1e-3 / wd 0.01): mean validation accuracy 0.818 (FM 0.651,
+        # SCP1 0.870, EOS 0.750, AWR 1.000), the highest, so it was chosen
+        "base": [],
+        # wider tokens (E 64, 8 heads): 0.755 (0.651, 0.870, 0.500, 1.000)
+        "wide": ["--model.init_args.encoder_kwargs.emb_size=64", "--model.init_args.encoder_kwargs.num_heads=8"],
+        # stronger regularisation (dropout 0.5, weight decay 0.05): 0.806 (0.683, 0.852, 0.750, 0.940)
+        "reg": ["--model.init_args.encoder_kwargs.drop_rate=0.5", "--model.init_args.optimizer.init_args.weight_decay=0.05"],
+    },
 }  # fmt: skip
 
 
