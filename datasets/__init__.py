@@ -28,12 +28,16 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "timeseries.datamodules": ("ForecastingDataModule", "UEADataModule"),
     # EEG / iEEG recordings
     "eeg.readers": ("EEGWindowDataset", "bipolar_pairs", "channel_keys", "channel_map", "euclidean_alignment",
-            "read_recording"),
+            "read_recording", "scalp_bipolar_key"),
     "eeg.cache": ("CachedWindowDataset", "cache_windows"),
     "eeg.windows": ("EEGDataModule",),
     "eeg.sim": ("SeizureWindowDataset", "SimulatedIEEGDataModule", "SimulatedMIDataModule", "simulate_ieeg_seizures",
                 "simulate_motor_imagery"),
     "eeg.uea": ("UEA_EEG_ELECTRODES", "UEAJointDataModule", "resample_series", "uea_eeg_keys", "uea_eeg_vocab"),
+    "eeg.bci_iv": ("BCIIV2aDataset", "BCIIV2bDataset", "BCIIVDataModule", "BCIIVDataset", "BCIIVMissingError"),
+    "eeg.chbmit": ("CHBMITDataModule", "CHBMITDataset", "CHBMITMissingError", "parse_chbmit_summary"),
+    "eeg.tusz": ("TUSZDataModule", "TUSZDataset", "TUSZMissingError", "read_csv_bi"),
+    "eeg.bids": ("BIDSEEGDataset", "BIDSMissingError"),
     # images (microscopy, satellite)
     "imaging.datasets": ("ChannelNormalizer", "ImageAugment", "ImageManifestDataset", "channel_shuffle", "random_channel_drop",
                 "random_flip_rot", "tile_grid"),

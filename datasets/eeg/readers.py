@@ -2,7 +2,9 @@
 
 * :func:`read_recording` reads a file with ``mne.io.read_raw``; errors name the file.
 * :func:`channel_map` / :func:`channel_keys` give each data channel its vocabulary key: scalp
-  EEG onto the 10-05 vocabulary (``FP1``, ``Fp1``, ``EEG Fp1-Ref`` -> ``eeg/Fp1``), sEEG/ECoG
+  EEG onto the 10-05 vocabulary (``FP1``, ``Fp1``, ``EEG Fp1-Ref`` -> ``eeg/Fp1``), scalp bipolar
+  derivations of two 10-05 electrodes onto ``eeg/<A>-<B>`` keys added to the vocabulary at the
+  electrodes' midpoint (``FP1-F7`` -> ``eeg/Fp1-F7``, :func:`scalp_bipolar_key`), sEEG/ECoG
   contacts onto subject-scoped keys ``ieeg/<subject>/<name>`` added to the vocabulary.
 * :class:`EEGWindowDataset` cuts event-locked trials or fixed-length windows (dropping windows
   that overlap ``BAD_*`` annotations) from a list of recordings; values in volts, optionally
@@ -37,6 +39,7 @@ __all__ = [
     "channel_map",
     "euclidean_alignment",
     "read_recording",
+    "scalp_bipolar_key",
     "subject_of",
 ]
 
@@ -143,6 +146,37 @@ def subject_of(raw: mne.io.BaseRaw, default: str = "sub", source: str | None = N
     return Path(src).stem if src != "<in-memory Raw>" else default
 
 
+_BIPOLAR_LEAD = re.compile(r"^(EEG|POL)[ _:]+", re.IGNORECASE)
+
+
+def scalp_bipolar_key(name: str, vocab: ChannelVocab, *, add: bool = True) -> str | None:
+    """Vocabulary key of a scalp bipolar derivation ``A-B`` of two 10-05 electrodes, or ``None``.
+
+    ``FP1-F7``, ``EEG T7-P7``, ``fz-cz`` -> ``eeg/Fp1-F7``, ``eeg/T7-P7``, ``eeg/Fz-Cz``: both
+    electrodes are resolved like monopolar names (case-insensitive, old 10-20 names such as ``T3``
+    accepted) and written with the vocabulary's spelling, anode first; ``P7-T7`` and ``T7-P7``
+    are different keys (opposite polarity). With ``add`` a new key joins ``vocab`` as a
+    :class:`~chanformer.channels.Channel` of kind ``eeg`` at the midpoint of the two electrode
+    positions (unset when either has none), unit ``V``. Names that are not exactly two resolvable
+    electrodes joined by one ``-`` (``FP1-REF``, ``T8-P8-0``, ``-``) give ``None``.
+    """
+    core = _BIPOLAR_LEAD.sub("", str(name).strip())
+    parts = core.split("-")
+    if len(parts) != 2 or not all(p.strip() for p in parts):
+        return None
+    ends = [vocab.resolve(p.strip(), "eeg/") for p in parts]
+    if any(e is None or not e.startswith("eeg/") or "-" in e for e in ends) or ends[0] == ends[1]:
+        return None
+    a, b = (str(e) for e in ends)
+    key = f"eeg/{a[4:]}-{b[4:]}"
+    if key in vocab or not add:
+        return key
+    pa, pb = vocab[a].position, vocab[b].position
+    pos = None if pa is None or pb is None else tuple((np.asarray(pa) + np.asarray(pb)) / 2)
+    vocab.add(Channel(key, kind="eeg", position=pos, unit="V"))  # type: ignore[arg-type]
+    return key
+
+
 def channel_map(
     raw: mne.io.BaseRaw,
     vocab: ChannelVocab,
@@ -154,8 +188,10 @@ def channel_map(
 ) -> dict[str, str]:
     """Map each data channel of ``raw`` (types in ``picks``) to a vocabulary key, in file order.
 
-    EEG names resolve case-insensitively to ``eeg/<name>``; names that do not resolve raise
-    :class:`UnknownChannelError` listing them (``on_unknown="drop"``: warn and leave them out).
+    EEG names resolve case-insensitively to ``eeg/<name>``; a bipolar derivation of two 10-05
+    electrodes (``FP1-F7``) gets ``eeg/Fp1-F7``, added to ``vocab`` at the electrodes' midpoint
+    (:func:`scalp_bipolar_key`); names that do not resolve raise :class:`UnknownChannelError`
+    listing them (``on_unknown="drop"``: warn and leave them out).
     sEEG/ECoG contacts get ``ieeg/<subject>/<name>``, added to ``vocab`` (kind ``seeg``/``ecog``)
     with the file's position when it is finite. Other types (stim, EOG, ...) are skipped.
     ``source`` names the file in messages (default: the Raw's file).
@@ -171,7 +207,7 @@ def channel_map(
         if kind not in picks:
             continue
         if kind == "eeg":
-            key = vocab.resolve(name, "eeg/")
+            key = vocab.resolve(name, "eeg/") or scalp_bipolar_key(name, vocab)
             if key is None:
                 unknown.append(name)
                 continue
