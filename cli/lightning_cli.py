@@ -49,6 +49,12 @@ class ChanformerCLI(LightningCLI):
                             help="keep this run's folders under <default_root_dir>/NAME (each run gets a "
                                  "timestamped folder there and `latest` points to the newest fit)")
 
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand in ("test", "validate"):  # our results table replaces Lightning's (--verbose=true: both)
+            parser.set_defaults(verbose=False)
+        return parser
+
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse as LightningCLI does, but report a parser error in one line (argument, file,
         fix) instead of the usage text; ``--help`` output is left alone."""
@@ -172,9 +178,22 @@ class ChanformerCLI(LightningCLI):
             _print_results(results[0], ckpt)
 
     def after_test(self) -> None:
+        self._print_stage_results("test")
         path = self.config.get(self.subcommand, {}).get("importance_plot")
         if path and self.trainer.is_global_zero:
             _write_importance_plot(self.model, self.datamodule, path)
+
+    def after_validate(self) -> None:
+        self._print_stage_results("val")
+
+    def _print_stage_results(self, prefix: str) -> None:
+        """``chanformer test`` / ``validate``: the same table as after ``fit`` (Lightning's own
+        table is off by default; ``--verbose=true`` adds it)."""
+        cfg = self.config.get(self.subcommand, {})
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(f"{prefix}/")}
+        if not metrics or not self.trainer.is_global_zero:
+            return
+        _print_results(metrics, cfg.get("ckpt_path") or "current", stage="test" if prefix == "test" else "validation")
 
 
 def _default_logger(run_dir: Path) -> Any:
@@ -213,14 +232,11 @@ def _has_test(dm: Any) -> bool:
         return False
 
 
-def _print_results(metrics: Mapping[str, float], ckpt: str | None) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _print_results(metrics: Mapping[str, float], ckpt: str | None, stage: str = "test") -> None:
+    from chanformer.eval.report import print_results
 
-    table = Table("metric", "value", title=f"test results ({ckpt or 'last'} weights)")
-    for k, v in sorted(metrics.items()):
-        table.add_row(k, f"{v:.4f}")
-    Console().print(table)
+    weights = ckpt if ckpt in (None, "best", "last", "current") else Path(ckpt).name
+    print_results(metrics, f"{stage} results ({weights or 'last'} weights)")
 
 
 def run_lightning_cli(args: list[str]) -> ChanformerCLI:

@@ -36,6 +36,12 @@ def test_default_fit_is_quiet_and_latest_points_to_the_newest_run(tmp_path):
     assert (latest / "checkpoints" / "best.ckpt").is_file() and (latest / "pretrained" / "model.safetensors").is_file()
     assert (latest / "config.yaml").is_file() and not (tmp_path / "lightning_logs").exists()
     assert f"exported SOFTS to {folders[-1]}" in runs[-1].stdout
+    # one result-table style: `test` prints the table that `fit` prints, not Lightning's own
+    assert "test results (best weights)" in runs[-1].stdout
+    proc = _cli("test", "--trainer.limit_test_batches=1", f"--trainer.default_root_dir={tmp_path / 'test'}",
+                f"--ckpt_path={latest / 'checkpoints' / 'best.ckpt'}")  # fmt: skip
+    assert "test results (best.ckpt weights)" in proc.stdout and "test/acc" in proc.stdout, proc.stdout
+    assert "Test metric" not in proc.stdout and "DataLoader 0" not in proc.stdout
 
 
 def test_print_config_without_config_prints_the_default_recipe(capsys):

@@ -14,3 +14,6 @@ __all__ = [
 from chanformer.eval.verification import compute_eer, compute_min_dcf, cosine_scores, det_curve, s_norm  # noqa: E402
 
 __all__ += ["compute_eer", "compute_min_dcf", "cosine_scores", "det_curve", "s_norm"]
+from chanformer.eval.report import print_results, results_table  # noqa: E402
+
+__all__ += ["print_results", "results_table"]
