@@ -49,6 +49,11 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "wsi.slides": ("Slide", "SlideReadError", "TileGrid", "make_synthetic_slides", "tile_slide", "tissue_mask"),
     "wsi.store": ("BagStore",),
     "wsi.bags": ("BagDataModule", "BagDataset"),
+    "wsi.public": ("WSIDataMissingError",),
+    "wsi.clam": ("CLAMFeatureDataset", "CLAMFeaturesDataModule", "CLAMFeaturesMissingError", "read_clam_slide_table",
+                 "read_clam_splits"),
+    "wsi.camelyon16": ("Camelyon16BagDataset", "Camelyon16DataModule", "Camelyon16MissingError", "Camelyon16Slides",
+                       "read_asap_xml", "tile_tumor_fraction"),
     # speech
     "speech.audio": ("AudioReadError", "mic_vocab", "read_audio", "resample"),
     "speech.augment": ("babble", "coloured_noise", "mix_at_snr", "random_crop", "rms_normalize", "speed_perturb",

@@ -99,6 +99,13 @@ class Slide:
         if cut:
             self.close()
             raise SlideReadError(f"slide {self.name}: {cut}")
+        codec = _missing_codec(levels)
+        if codec:
+            self.close()
+            raise SlideReadError(
+                f"slide {self.name}: {self.path} stores its tiles {codec}-compressed, and tifffile decodes that "
+                "with the imagecodecs package, which is not installed here (pip install imagecodecs)"
+            )
         if len(levels) < min_levels:
             self.close()
             raise SlideReadError(
@@ -176,6 +183,19 @@ class Slide:
 
     def __repr__(self) -> str:
         return f"Slide({self.name!r}, levels={self.shapes})"
+
+
+def _missing_codec(levels: Sequence[Any]) -> str | None:
+    """Name of the first compression of ``levels`` that tifffile cannot decode here (e.g. ``JPEG``
+    without imagecodecs: the compression of most scanner and CAMELYON slides), else ``None``."""
+    from tifffile import TIFF
+
+    for level in levels:
+        page = getattr(level, "keyframe", None)
+        compression = getattr(page, "compression", None)
+        if compression is not None and compression not in TIFF.DECOMPRESSORS:
+            return str(getattr(compression, "name", compression))
+    return None
 
 
 def _truncation(tf: Any, path: Path) -> str | None:
