@@ -22,10 +22,12 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "xarray_io": ("XarrayDataset", "save_zarr"),
     # time series
     "timeseries.ts_format": ("TsData", "TsFormatError", "TsHeader", "read_ts", "read_ts_header"),
-    "timeseries.sources": ("load_macrodata", "load_uschange", "read_series_table", "uea_path"),
+    "timeseries.sources": ("UEAMissingError", "list_uea_archives", "load_macrodata", "load_uschange", "read_series_table",
+                           "uea_path"),
     "timeseries.datasets": ("ChannelStats", "ForecastingDataset", "UEADataset", "load_uea", "split_borders",
                             "time_features"),
     "timeseries.datamodules": ("ForecastingDataModule", "UEADataModule"),
+    "timeseries.tslib": ("TSLibForecastingDataModule", "TSLibForecastingDataset", "TSLibMissingError"),
     # EEG / iEEG recordings
     "eeg.readers": ("EEGWindowDataset", "bipolar_pairs", "channel_keys", "channel_map", "euclidean_alignment",
             "read_recording", "scalp_bipolar_key"),
@@ -38,6 +40,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "eeg.chbmit": ("CHBMITDataModule", "CHBMITDataset", "CHBMITMissingError", "parse_chbmit_summary"),
     "eeg.tusz": ("TUSZDataModule", "TUSZDataset", "TUSZMissingError", "read_csv_bi"),
     "eeg.bids": ("BIDSEEGDataset", "BIDSMissingError"),
+    "eeg.physionet_mmi": ("PhysionetMMIDataset", "PhysionetMMIMissingError"),
     # images (microscopy, satellite)
     "imaging.datasets": ("ChannelNormalizer", "ImageAugment", "ImageManifestDataset", "channel_shuffle", "random_channel_drop",
                 "random_flip_rot", "tile_grid"),
@@ -45,6 +48,13 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "imaging.datamodules": ("ImageDataModule", "cellprofiler_manifest"),
     "imaging.microscopy": ("ImageReadError", "read_image", "read_tile", "stain_key"),
     "imaging.satellite": ("SENSORS", "read_geotiff", "sensor_vocab"),
+    "imaging.public": ("PublicDataMissingError",),
+    "imaging.eurosat": ("EuroSATDataModule", "EuroSATDataset", "EuroSATMissingError"),
+    "imaging.so2sat": ("So2SatDataModule", "So2SatDataset", "So2SatFormatError", "So2SatMissingError"),
+    "imaging.bigearthnet": ("BigEarthNetDataModule", "BigEarthNetDataset", "BigEarthNetFormatError", "BigEarthNetMissingError"),
+    "imaging.chammi": ("CHAMMIDataModule", "CHAMMIDataset", "CHAMMIFormatError", "CHAMMIMissingError"),
+    "imaging.cellpainting": ("CellPaintingDataModule", "CellPaintingDataset", "CellPaintingFormatError",
+                             "CellPaintingMissingError"),
     # whole-slide images and feature bags
     "wsi.slides": ("Slide", "SlideReadError", "TileGrid", "make_synthetic_slides", "tile_slide", "tissue_mask"),
     "wsi.store": ("BagStore",),
@@ -62,6 +72,8 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "speech.trials": ("VerificationTrials",),
     "speech.synth": ("espeak_available", "generate_espeak_corpus", "make_noisy_clean_pairs"),
     "speech.datamodules": ("EnhancementDataModule", "SpeakerVerificationDataModule"),
+    "speech.corpora": ("DNSChallengeDataModule", "DNSMixingDataset", "SpeechCorpusMissingError", "VoiceBankDEMANDDataModule",
+                       "VoxCelebDataModule", "VoxCelebDataset"),
 }  # fmt: skip
 
 _EXPORTS: dict[str, str] = {name: module for module, names in _MODULES.items() for name in names}

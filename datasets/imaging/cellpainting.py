@@ -379,8 +379,9 @@ class CellPaintingDataModule(PublicImageDataModule):
 
     Args:
         root: the copied Cell Painting Gallery source folder (the one argument a user sets).
-        load_data / platemap / metadata / label_column / empty_label / brightfield / split_by /
-            val_fraction / test_fraction: see :class:`CellPaintingDataset`.
+        load_data / platemap / metadata / label_column: see :class:`CellPaintingDataset`.
+        empty_label / brightfield / split_by / val_fraction / test_fraction: see
+            :class:`CellPaintingDataset`.
         image_size: side the fields are resized to.
         normalize / norm_items / flip_rot / hcs / batch_size / num_workers / seed: see
             :class:`~chanformer.datasets.imaging.public.PublicImageDataModule`.

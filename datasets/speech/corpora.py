@@ -454,7 +454,8 @@ class VoxCelebDataModule(SpeakerVerificationDataModule):
             may be given as ``train_root``.
         trials: trial list file name under ``root``.
         train_root: where the training speakers come from (default ``root``).
-        other arguments: as for :class:`SpeakerVerificationDataModule`.
+
+    The other arguments are those of :class:`SpeakerVerificationDataModule`.
     """
 
     # mypy checks this file by its path and cannot follow the installed base's attribute

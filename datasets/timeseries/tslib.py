@@ -176,7 +176,8 @@ class TSLibForecastingDataset(ForecastingDataset):
     Args:
         root: folder holding ``ETT-small/``, ``electricity/``, ... (see the module docstring).
         name: a key of :data:`TSLIB_DATASETS` (``"ETTh1"``, ``"weather"``, ``"solar"``, ...).
-        split / seq_len / horizon / stride / columns / vocab / scale / stats: as for
+        split / seq_len / horizon: as for :class:`ForecastingDataset`.
+        **kwargs: ``stride``, ``columns``, ``vocab``, ``scale`` or ``stats``, as for
             :class:`ForecastingDataset` (``columns=["OT"]`` is TSLib's univariate ``features=S``).
 
     Samples: ``values [C, seq_len]``, ``target [C, horizon]``, ``covariates [K, seq_len]``.
