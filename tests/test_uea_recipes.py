@@ -215,3 +215,27 @@ def test_uea_gat_recipe_reaches_its_measured_accuracy(tmp_path):
     runs = _results(tmp_path, "run", "--recipes", "uea-gat", "--archives", *ARCHIVES)
     for archive, measured in GAT_MEASURED.items():
         assert _mean(runs, "uea-gat", archive) >= measured - 0.03, archive
+
+
+#: uea-dbconformer / uea-mvpformer, mean test accuracy over seeds 0-2 as measured (docs/timeseries.md,
+#: benchmarks/results/uea-dbconformer-mvpformer.json); asserted 0.03 below.
+ENCODER_MEASURED = {
+    "uea-dbconformer": {"ArticularyWordRecognition": 0.950, "FingerMovements": 0.517, "SelfRegulationSCP1": 0.861,
+                        "EyesOpenShut": 0.508},
+    "uea-mvpformer": {"ArticularyWordRecognition": 0.836, "FingerMovements": 0.527, "SelfRegulationSCP1": 0.787,
+                      "EyesOpenShut": 0.587},
+}  # fmt: skip
+
+
+@pytest.mark.slow  # 24 fits with one torch thread: about 15 min on a 2-core CPU
+@pytest.mark.parametrize("recipe", sorted(ENCODER_MEASURED))
+def test_uea_eeg_encoder_recipes_reach_their_measured_accuracy(recipe, tmp_path):
+    _need_data()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as measured; oversubscribed threads on a shared machine are 10x slower
+    try:
+        runs = _results(tmp_path, "run", "--recipes", recipe, "--archives", *ARCHIVES)
+    finally:
+        torch.set_num_threads(threads)
+    for archive, measured in ENCODER_MEASURED[recipe].items():
+        assert _mean(runs, recipe, archive) >= measured - 0.03, archive
