@@ -132,7 +132,7 @@ def _uea_root() -> Path:
     env = os.environ.get("CHANFORMER_UEA_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "uea"
+    return Path(__file__).resolve().parents[2] / "shared" / "data" / "uea"
 
 
 def minirocket_accuracy(archive: str, seed: int) -> dict[str, Any]:
