@@ -42,6 +42,15 @@ def _tiny_fit(tmp_path: Path, recipe: str, *extra: str):
     ])  # fmt: skip
 
 
+def test_benchmark_finds_the_shared_archives():
+    """The benchmark's default folder is the one the tests read (the MiniRocket baseline and the
+    slow tests depend on it)."""
+    from benchmarks.uea_classification import _uea_root
+
+    _need_data()
+    assert _uea_root().resolve() == UEA.resolve()
+
+
 @pytest.mark.parametrize("recipe", ["uea-softs", "uea-gat"])
 def test_uea_recipe_links_every_size_from_the_data(recipe):
     assert recipe in list_recipes()
