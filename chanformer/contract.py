@@ -30,6 +30,8 @@ CONTRACT_VERSION = 1
 MODALITIES = ("", "eeg", "image", "audio", "series")
 _REFERENCES = ("none", "average", "bipolar")
 _ALIGNMENTS = ("none", "euclidean")
+_CROPS = ("windows", "start", "centre")
+_PADS = ("none", "edge", "zero", "wrap")
 
 
 def _opt_float(name: str, value: Any, *, positive: bool = False) -> float | None:
@@ -61,6 +63,18 @@ class InputContract:
         window_s / stride_s: window length and step in seconds cut from a continuous recording
             (``None``: the whole recording is one sample).
         n_times: samples per window the model was built for (``window_s * sfreq`` usually).
+        resample_to: every input (each case) resampled to this many samples, whatever its rate
+            (polyphase, :func:`chanformer.datasets.eeg.uea.resample_series`), before the rest;
+            for archives whose cases differ in rate or duration (UEA ``resample_to``).
+        crop: how an input is cut to the model's length (``n_times``, else ``window_s``):
+            ``"windows"`` (sliding windows of ``window_s``/``stride_s``), ``"start"`` (one
+            sample: the first ``n_times`` steps, as UEA archives) or ``"centre"`` (one sample:
+            the centre window, as speech evaluation).
+        pad: how an input shorter than that length is completed: ``"none"`` (refused when
+            cutting windows, left short otherwise), ``"edge"`` (last value repeated),
+            ``"zero"`` (zeros, after the normaliser) or ``"wrap"`` (the input tiled).
+        loudness_db: each sample scaled to this RMS level in dB full scale over all its
+            channels (speech: -25), after cropping; ``None`` = no loudness normalisation.
         alignment: ``"none"`` or ``"euclidean"`` (each recording's windows whitened by their
             mean spatial covariance, as in training).
         scale: factor the values were multiplied by after alignment (e.g. ``1e5``: volts to
@@ -94,6 +108,10 @@ class InputContract:
     window_s: float | None = None
     stride_s: float | None = None
     n_times: int | None = None
+    resample_to: int | None = None
+    crop: str = "windows"
+    pad: str = "none"
+    loudness_db: float | None = None
     alignment: str = "none"
     scale: float | None = None
     units: str = ""
@@ -113,13 +131,18 @@ class InputContract:
             raise ValueError(f"InputContract.reference must be one of {_REFERENCES}, got {self.reference!r}")
         if self.alignment not in _ALIGNMENTS:
             raise ValueError(f"InputContract.alignment must be one of {_ALIGNMENTS}, got {self.alignment!r}")
+        if self.crop not in _CROPS:
+            raise ValueError(f"InputContract.crop must be one of {_CROPS}, got {self.crop!r}")
+        if self.pad not in _PADS:
+            raise ValueError(f"InputContract.pad must be one of {_PADS}, got {self.pad!r}")
+        self.loudness_db = _opt_float("loudness_db", self.loudness_db)
         self.sfreq = _opt_float("sfreq", self.sfreq, positive=True)
         self.l_freq = _opt_float("l_freq", self.l_freq)
         self.h_freq = _opt_float("h_freq", self.h_freq, positive=True)
         self.window_s = _opt_float("window_s", self.window_s, positive=True)
         self.stride_s = _opt_float("stride_s", self.stride_s, positive=True)
         self.scale = _opt_float("scale", self.scale)
-        for name in ("n_times", "tile_size", "image_size"):
+        for name in ("n_times", "resample_to", "tile_size", "image_size"):
             value = getattr(self, name)
             if value is not None:
                 if isinstance(value, bool) or int(value) != value or int(value) < 1:

@@ -391,3 +391,132 @@ def test_readme_embed_your_own_recording_lines_run(tmp_path, monkeypatch, capsys
     assert shapes == [(2, 16), (256, 32), (1, 12)]
     printed = capsys.readouterr().out
     assert "not EEG (name)" in printed
+
+
+# -- recipes' datamodules carry their preprocessing into the export -----------------------------------
+LIBRI = SHARED / "librispeech-subset" / "librispeech_test-other"
+
+
+def _quick_trainer(tmp_path: Path):
+    import lightning as L
+
+    return L.Trainer(max_steps=1, limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path))  # fmt: skip
+
+
+@pytest.mark.skipif(not LIBRI.is_dir(), reason="shared/data/librispeech-subset is not beside the checkout")
+def test_speaker_export_pipeline_embeds_a_file_as_the_task_embeds_it(tmp_path):
+    """speaker-ecapa's datamodule + task, one step: Pipeline(export)(file) == the task's embedding of
+    the same utterance through the datamodule (resample, centre crop or tiling, -25 dBFS, Fbank)."""
+    from chanformer.datasets.speech.datamodules import SpeakerVerificationDataModule
+    from chanformer.tasks.speaker import SpeakerVerificationTask
+
+    spk = sorted(p.name for p in LIBRI.iterdir() if p.is_dir())[:2]
+    files = [f"{s}/{sorted((LIBRI / s).glob('*.flac'))[0].name}" for s in spk]
+    trials = tmp_path / "trials.txt"
+    trials.write_text(f"0 {files[0]} {files[1]}\n1 {files[0]} {files[0]}\n")
+    train = tmp_path / "train"
+    for s in spk:  # two speakers, two utterances each
+        (train / s).mkdir(parents=True)
+        for f in sorted((LIBRI / s).glob("*.flac"))[:2]:
+            os.symlink(f, train / s / f.name)
+    results = {}
+    for eval_seconds in (3.0, 40.0):  # a centre crop; an utterance shorter than the window (tiled)
+        dm = SpeakerVerificationDataModule(source="folders", train_dir=str(train), test_trials=str(trials),
+                                           trial_root=str(LIBRI), crop_seconds=0.5, eval_seconds=eval_seconds,
+                                           augment=False, batch_size=2)  # fmt: skip
+        torch.manual_seed(0)
+        task = SpeakerVerificationTask(encoder="ecapa_tdnn_test", data_spec=dm.spec, score_norm="none",
+                                       export_dir=str(tmp_path / f"export{eval_seconds:g}"))  # fmt: skip
+        _quick_trainer(tmp_path).fit(task, datamodule=dm)
+        contract = load_input_contract(tmp_path / f"export{eval_seconds:g}")
+        assert contract.crop == "centre" and contract.pad == "wrap" and contract.loudness_db == -25.0
+        assert contract.features["fbank"]["n_mels"] == 20 and contract.features["normalise"] == "sentence_mean"
+        assert contract.sfreq == 16000.0 and contract.window_s == eval_seconds and contract.channels == ["mic/0"]
+        pipe = Pipeline.from_pretrained(tmp_path / f"export{eval_seconds:g}")
+        task.eval()
+        for i, f in enumerate(dm.test_trials.files):
+            with torch.no_grad():
+                expected = task(ChannelBatch.collate([dm.test_dataset[i]])).numpy()
+            out = pipe.embed(LIBRI / f)
+            assert out.embeddings.shape == (1, 12)
+            np.testing.assert_allclose(out.embeddings, expected, rtol=1e-4, atol=1e-5)
+            assert torch.allclose(torch.from_numpy(out.embeddings), torch.from_numpy(expected), rtol=1e-4, atol=1e-5)
+            results[eval_seconds, i] = out.embeddings
+    assert not np.allclose(results[3.0, 0], results[40.0, 0])  # the window really differs
+
+
+def test_uea_export_pipeline_on_raw_numpy_matches_the_normalised_test_sample(tmp_path):
+    """uea-softs' datamodule (BasicMotions, resampled to 50 steps) + ClassificationTask, one step:
+    Pipeline(export)(raw case, channel names) == the encoder on the datamodule's test sample."""
+    from chanformer.datasets.timeseries.datamodules import UEADataModule
+    from chanformer.tasks import ClassificationTask
+
+    dm = UEADataModule("BasicMotions", batch_size=8, resample_to=50)
+    torch.manual_seed(0)
+    task = ClassificationTask(encoder="softs_test", encoder_kwargs={"seq_len": dm.length}, data_spec=dm.spec,
+                              export_dir=str(tmp_path / "export"))  # fmt: skip
+    _quick_trainer(tmp_path).fit(task, datamodule=dm)
+    c = load_input_contract(tmp_path / "export")
+    assert (c.modality, c.resample_to, c.n_times, c.crop, c.pad, c.sfreq) == ("series", 50, 50, "start", "edge", None)
+    assert list(c.normalizer["stats"]) == dm.channel_keys
+    np.testing.assert_allclose([c.normalizer["stats"][k][1] for k in dm.channel_keys], dm.stats.std)
+    pipe = Pipeline.from_pretrained(tmp_path / "export")
+    raw = dm._data["test"]  # resampled cases; the pipeline gets the file's own 100 steps
+    from chanformer.datasets.timeseries.ts_format import read_ts
+
+    original = read_ts(dm.paths["test"])
+    names = [k.split("/", 1)[1] for k in dm.channel_keys]
+    task.encoder.eval()
+    for i in (0, 17):
+        assert original.series[i].shape[-1] == 100 and raw.series[i].shape[-1] == 50
+        out = pipe(original.series[i], names)
+        with torch.no_grad():
+            expected = task.encoder(ChannelBatch.collate([dm.test_dataset[i]])).numpy()
+        assert out.channels == dm.channel_keys and out.embeddings.shape == expected.shape
+        assert torch.allclose(torch.from_numpy(out.embeddings), torch.from_numpy(expected), rtol=1e-4, atol=1e-5)
+    # channels given in another order are put back by name
+    perm = [3, 1, 0, 5, 4, 2]
+    out = pipe(original.series[0][perm], [names[p] for p in perm])
+    with torch.no_grad():
+        expected = task.encoder(ChannelBatch.collate([dm.test_dataset[0]])).numpy()
+    assert torch.allclose(torch.from_numpy(out.embeddings), torch.from_numpy(expected), rtol=1e-4, atol=1e-5)
+
+
+def test_forecasting_datamodule_contract_keys_train_scaler_by_channel():
+    from chanformer.datasets.timeseries.datamodules import ForecastingDataModule
+
+    dm = ForecastingDataModule("macrodata", seq_len=12, horizon=4)
+    c = dm.input_contract()
+    assert c.modality == "series" and c.n_times == 12 and c.extra["horizon"] == 4 and "period_s" not in c.extra
+    assert list(c.normalizer["stats"]) == dm.channel_keys
+    assert [v[0] for v in c.normalizer["stats"].values()] == pytest.approx(dm.stats.mean.tolist())
+    assert InputContract.from_json(json.loads(json.dumps(c.to_json()))) == c
+
+
+def test_public_imaging_datamodule_contract_round_trips_and_resolves_geotiff_band_names(tmp_path):
+    import importlib.util
+
+    from chanformer.datasets.imaging.eurosat import EuroSATDataModule
+
+    spec = importlib.util.spec_from_file_location("eurosat_generate", REPO / "tests" / "data" / "eurosat" / "generate.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    root = gen.generate(tmp_path / "eurosat")
+    dm = EuroSATDataModule(str(root), bands=["B02", "B03", "B04", "B08"], batch_size=4)
+    c = dm.input_contract()
+    assert c.modality == "image" and c.sensor == "sentinel2" and c.image_size == 64 and c.key_prefix == "s2/"
+    assert c.channels == ["s2/B02", "s2/B03", "s2/B04", "s2/B08"] and set(c.normalizer["stats"]) == set(c.channels)
+    norm = dm.train_dataset.normalizer
+    assert c.normalizer == norm.to_json()
+    torch.manual_seed(0)
+    enc = create_encoder("channelvit_test", img_size=64, num_channels=len(dm.vocab))
+    folder = save_pretrained(enc, tmp_path / "m", vocab=dm.vocab, input_contract=c)
+    assert load_input_contract(folder) == c
+    pipe = Pipeline.from_pretrained(folder)
+    raw = dm.test_dataset.raw(0)
+    out = pipe(raw, ["B2", "band_3", "B4", "B08"])  # band spellings resolve through the sensor
+    assert out.channels == c.channels and out.embeddings.shape == (1, enc.embed_dim)
+    with torch.no_grad():
+        expected = enc(ChannelBatch.collate([dm.test_dataset[0]])).numpy()
+    np.testing.assert_allclose(out.embeddings, expected, rtol=1e-4, atol=1e-5)

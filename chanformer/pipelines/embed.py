@@ -290,10 +290,12 @@ class Pipeline:
                 raise ValueError(f"Pipeline(): an image array must be [C, H, W], got shape {arr.shape}")
             return self._embed_image(arr, list(names), source="array")
         if sfreq is None:
-            raise ValueError("Pipeline(): a signal array needs sfreq= (its sampling rate in Hz)")
+            if self.contract.sfreq is not None or self.contract.window_s is not None or modality not in ("", "series"):
+                raise ValueError("Pipeline(): a signal array needs sfreq= (its sampling rate in Hz)")
         if arr.ndim not in (2, 3):
             raise ValueError(f"Pipeline(): a signal array must be [C, T] or [N, C, T], got shape {arr.shape}")
-        return self._embed_signal(arr, list(names), channel_types, float(sfreq), source="array", epochs=arr.ndim == 3,
+        rate = None if sfreq is None else float(sfreq)  # None: a series model without a rate (UEA cases)
+        return self._embed_signal(arr, list(names), channel_types, rate, source="array", epochs=arr.ndim == 3,
                                   modality=modality or "series")  # fmt: skip
 
     # -- channel resolution ------------------------------------------------------------------------
@@ -347,9 +349,11 @@ class Pipeline:
         return kept, keys, dropped
 
     # -- signals ---------------------------------------------------------------------------------
-    def _embed_signal(self, data: np.ndarray, names: list[str], types: Sequence[str] | None, sfreq: float, *,
+    def _embed_signal(self, data: np.ndarray, names: list[str], types: Sequence[str] | None, rate: float | None, *,
                       source: str, epochs: bool = False, modality: str = "eeg") -> EmbeddingResult:  # fmt: skip
+        """``rate`` ``None``: a series without a sampling rate (lengths count samples; batches carry none)."""
         c = self.contract
+        sfreq = 1.0 if rate is None else rate
         if len(names) != data.shape[-2]:
             raise ValueError(f"Pipeline(): {len(names)} channel names for {data.shape[-2]} channels ({source})")
         kept, keys, dropped = self.resolve(names, types, modality)
@@ -371,8 +375,15 @@ class Pipeline:
 
             x = mne.filter.resample(x, up=c.sfreq, down=sfreq, npad="auto", verbose="error")
             sfreq = c.sfreq
-        if epochs:
-            windows, onsets = (x if x.ndim == 3 else x[None]), np.full(x.shape[0] if x.ndim == 3 else 1, np.nan)
+        if c.resample_to is not None and x.shape[-1] != c.resample_to:
+            from chanformer.datasets.eeg.uea import resample_series
+
+            sfreq = sfreq * c.resample_to / x.shape[-1]
+            x = resample_series(x, c.resample_to)
+        single = c.crop != "windows"  # one sample per input (or per epoch), cut after the normaliser
+        if epochs or single:
+            windows = x if x.ndim == 3 else x[None]
+            onsets = np.full(windows.shape[0], np.nan if epochs else 0.0)
         else:
             windows, onsets = _windows(x, sfreq, c, source)
         if c.alignment == "euclidean":
@@ -383,10 +394,18 @@ class Pipeline:
             windows = windows * c.scale
         windows, keys, norm_dropped = self._normalise(windows, keys, key_names)
         dropped.update(norm_dropped)
+        if single:
+            windows, starts = _fit_length(windows, _length(c, sfreq), c.crop, c.pad)
+            if not epochs:
+                onsets = starts / sfreq
+        if c.loudness_db is not None:
+            from chanformer.datasets.speech.augment import rms_normalize
+
+            windows = np.stack([rms_normalize(w.astype(np.float32), c.loudness_db) for w in windows])
         if c.features.get("fbank") is not None:
             emb = self._run_fbank(windows.astype(np.float32), c.features)
         else:
-            emb = self._run(windows.astype(np.float32), keys, sfreq=sfreq)
+            emb = self._run(windows.astype(np.float32), keys, sfreq=None if rate is None else sfreq)
         return EmbeddingResult(emb, keys, dropped, source, {"onset_s": onsets})
 
     # -- images ----------------------------------------------------------------------------------
@@ -501,6 +520,38 @@ def _drop_unusable(x: np.ndarray, keys: list[str], names: list[str]) -> tuple[np
     return np.take(x, good, axis=-2), [keys[i] for i in good], bad
 
 
+def _length(c: InputContract, sfreq: float) -> int | None:
+    """Samples per model input: ``n_times``, else ``window_s`` at ``sfreq``, else ``None`` (any)."""
+    if c.n_times is not None:
+        return c.n_times
+    return round(c.window_s * sfreq) if c.window_s is not None else None
+
+
+def _pad(x: np.ndarray, n: int, pad: str) -> np.ndarray:
+    """``x [..., T]`` completed to ``n`` samples: ``"edge"``, ``"zero"`` or ``"wrap"`` (tiled, as
+    :func:`chanformer.datasets.speech.augment.random_crop`); ``"none"`` leaves it short."""
+    t = x.shape[-1]
+    if t >= n or pad == "none":
+        return x
+    if pad == "wrap":
+        return np.concatenate([x] * (n // t + 1), axis=-1)[..., :n]
+    width = [(0, 0)] * (x.ndim - 1) + [(0, n - t)]
+    return np.pad(x, width, mode="edge") if pad == "edge" and t > 0 else np.pad(x, width)
+
+
+def _fit_length(x: np.ndarray, n: int | None, crop: str, pad: str) -> tuple[np.ndarray, np.ndarray]:
+    """One sample per row of ``x [N, C, T]`` cut to ``n`` samples as in training (``crop``:
+    ``"start"`` keeps the first ``n``, ``"centre"`` the centre window) or completed by ``pad``;
+    returns the samples and each one's start (in samples)."""
+    if n is None:
+        return x, np.zeros(x.shape[0])
+    t = x.shape[-1]
+    if t < n:
+        return _pad(x, n, pad), np.zeros(x.shape[0])
+    start = (t - n) // 2 if crop == "centre" else 0
+    return x[..., start : start + n], np.full(x.shape[0], float(start))
+
+
 def _windows(x: np.ndarray, sfreq: float, c: InputContract, source: str) -> tuple[np.ndarray, np.ndarray]:
     """Cut ``[C, T]`` into ``[N, C, n]`` windows as in training: ``window_s``/``stride_s``, else
     ``n_times`` samples end to end, else the whole recording."""
@@ -513,6 +564,8 @@ def _windows(x: np.ndarray, sfreq: float, c: InputContract, source: str) -> tupl
         return x[None], np.zeros(1)
     if c.n_times is not None and n != c.n_times:
         n = c.n_times
+    if x.shape[-1] < n and c.pad != "none":
+        x = _pad(x, n, c.pad)
     total = x.shape[-1]
     if total < n:
         raise ValueError(

@@ -21,6 +21,7 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 
 from chanformer.batch import ChannelBatch
+from chanformer.contract import InputContract
 from chanformer.encoders.mambattention import MambAttention
 from chanformer.hub import load_pretrained
 from chanformer.registry import create_model, list_models
@@ -242,6 +243,17 @@ class EnhancementTask(ChannelTask):
 
     def exportable(self) -> MambAttention:
         return self.model
+
+    def input_contract(self) -> InputContract | None:
+        """The datamodule's contract plus the compressed STFT the model computes itself
+        (``features["stft"]``: ``n_fft``, ``hop_size``, ``win_size``, ``compress_factor``,
+        ``sampling_rate``), recorded for people to read."""
+        contract = super().input_contract()
+        if contract is None:
+            return None
+        names = ("n_fft", "hop_size", "win_size", "compress_factor", "sampling_rate")
+        stft = {k: self.model.config[k] for k in names if k in self.model.config}
+        return contract.merged(modality="audio", features={"stft": stft})
 
     def on_fit_end(self) -> None:
         if self.trainer.is_global_zero:

@@ -13,9 +13,9 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
 from chanformer.batch import ChannelBatch
+from chanformer.contract import InputContract
 from chanformer.encoders import masked_mean
 from chanformer.eval.verification import compute_eer, compute_min_dcf, cosine_scores, s_norm
-from chanformer.hub import save_pretrained
 from chanformer.tasks.base import ChannelTask
 from chanformer.transforms.audio import Fbank, sentence_mean_norm
 
@@ -248,9 +248,19 @@ class SpeakerVerificationTask(ChannelTask):
     def predict_step(self, batch: ChannelBatch, batch_idx: int) -> Tensor:
         return self(batch)
 
+    def input_contract(self) -> InputContract | None:
+        """The datamodule's contract (rate, centre crop, loudness) plus this task's log-mel front
+        end: ``features = {"fbank": Fbank kwargs, "normalise": "sentence_mean"}``, which
+        :class:`~chanformer.pipelines.Pipeline` applies before the encoder."""
+        contract = super().input_contract()
+        if contract is None:
+            return None
+        return contract.merged(modality="audio",
+                               features={"fbank": self.fbank.config(), "normalise": "sentence_mean"})  # fmt: skip
+
     def on_fit_end(self) -> None:
         if self.trainer.is_global_zero:  # the encoder reads mel bins, so export its mel vocabulary
-            path = save_pretrained(self.encoder, self.export_path(), vocab=self.encoder.vocab)
+            path = self.export_pretrained(self.encoder, self.encoder.vocab)
             self.print(f"exported {type(self.encoder).__name__} to {path}")
 
 

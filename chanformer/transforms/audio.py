@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -136,10 +137,20 @@ class Fbank(nn.Module):
         self.log_mel = log_mel
         self.amin = amin
         self.top_db = top_db
+        self.win_length_ms, self.hop_length_ms = float(win_length_ms), float(hop_length_ms)
+        self.f_min, self.f_max = float(f_min), None if f_max is None else float(f_max)
         dt = dtype or torch.float32
         self.register_buffer("window", torch.hamming_window(self.win_length).to(device, dt), persistent=False)
         filters = mel_filterbank(self.n_mels, self.n_fft, sample_rate, f_min, f_max)
         self.register_buffer("filters", filters.to(device, dt), persistent=False)
+
+    def config(self) -> dict[str, Any]:
+        """The keyword arguments that rebuild this front end (JSON-able; an input contract's
+        ``features["fbank"]``)."""
+        return {"sample_rate": self.sample_rate, "n_fft": self.n_fft, "n_mels": self.n_mels,
+                "win_length_ms": self.win_length_ms, "hop_length_ms": self.hop_length_ms, "f_min": self.f_min,
+                "f_max": self.f_max, "log_mel": bool(self.log_mel), "amin": float(self.amin),
+                "top_db": None if self.top_db is None else float(self.top_db)}  # fmt: skip
 
     def power_spectrum(self, wav: Tensor) -> Tensor:
         """``wav [B, L]`` -> power spectrum ``[B, T, n_fft // 2 + 1]``."""

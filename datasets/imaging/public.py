@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from chanformer.batch import ChannelSample
 from chanformer.channels import ChannelVocab, UnknownChannelError
+from chanformer.contract import InputContract
 from chanformer.datasets.base import ChannelDataModule
 from chanformer.datasets.imaging.datasets import ChannelNormalizer, ImageAugment
 from chanformer.spec import DataSpec
@@ -186,6 +187,28 @@ class PublicImageDataModule(ChannelDataModule):
         if self.classes is None:
             self.setup("fit")
         return len(self.classes or [])
+
+    def input_contract(self) -> InputContract:
+        """The images' preprocessing for the pretrained export: the training channels, the
+        per-channel mean/std fitted on the training split (keyed by channel), the image side,
+        and for satellite channels (``s2/``, ``l8/``, ...) the sensor, so GeoTIFF bands named
+        ``B4`` / ``B04`` / ``band_4`` resolve."""
+        from chanformer.datasets.imaging.satellite import SENSORS
+
+        if self.train_dataset is None:  # type: ignore[has-type]
+            self.setup("fit")
+        train: Any = self.train_dataset  # type: ignore[has-type]
+        fitted = getattr(train, "normalizer", None)
+        normalizer = fitted.to_json() if fitted is not None and fitted.fitted else None
+        keys = list(getattr(self, "channel_keys", None) or self.vocab.keys)
+        prefixes = {k.split("/", 1)[0] for k in keys if "/" in k}
+        sensors = [sen.name for sen in SENSORS.values() if sen.prefix in prefixes]
+        return InputContract(
+            modality="image", channels=keys, key_prefix=f"{next(iter(prefixes))}/" if len(prefixes) == 1 else "",
+            image_size=self.image_size or None, sensor=sensors[0] if len(sensors) == 1 else None,
+            units="normalised" if normalizer else "", normalizer=normalizer,
+            extra={"dataset": type(self).__name__},
+        )  # fmt: skip
 
     @property
     def spec(self) -> DataSpec:

@@ -17,6 +17,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from chanformer.batch import ChannelBatch, ChannelSample
+from chanformer.contract import InputContract
 from chanformer.datasets.base import ChannelDataModule
 from chanformer.datasets.speech.audio import AUDIO_SUFFIXES, _audio_files, mic_vocab, read_audio
 from chanformer.datasets.speech.datasets import NoisyCleanDataset, SpeakerFolderDataset, UtteranceDataset, flat_speaker_files
@@ -25,6 +26,20 @@ from chanformer.datasets.speech.trials import VerificationTrials, _all_trials, a
 from chanformer.spec import DataSpec
 
 __all__ = ["EnhancementDataModule", "SpeakerVerificationDataModule"]
+
+
+#: RMS level (dB full scale) every evaluation utterance is scaled to (:func:`~chanformer.datasets.speech.augment.rms_normalize`).
+EVAL_LOUDNESS_DB = -25.0
+
+
+def _speech_contract(sample_rate: int, eval_seconds: float | None, **kw: Any) -> InputContract:
+    """Mono microphone ``mic/0`` at ``sample_rate``; with ``eval_seconds`` the centre window of that
+    length (shorter inputs tiled), as the val/test datasets cut it."""
+    eval_seconds = eval_seconds or None
+    n = None if eval_seconds is None else int(round(eval_seconds * sample_rate))
+    return InputContract(modality="audio", channels=["mic/0"], key_prefix="mic/", sfreq=float(sample_rate),
+                         window_s=eval_seconds, n_times=n, crop="centre", pad="wrap", units="full scale",
+                         **kw)  # fmt: skip
 
 
 def _cache_key(**kw: Any) -> str:
@@ -122,6 +137,14 @@ class SpeakerVerificationDataModule(ChannelDataModule):
     def spec(self) -> DataSpec:
         return DataSpec(vocab=self.vocab, sfreq=float(self.sample_rate), num_classes=len(self.speakers),
                         class_names=self.speakers)
+
+    def input_contract(self) -> InputContract:
+        """What the exported encoder reads: mono audio resampled to ``sample_rate``, the centre
+        ``eval_seconds`` of an utterance (tiled when shorter; the whole utterance when ``None``),
+        scaled to -25 dBFS RMS, as the val/test utterances. The log-mel front end belongs to the
+        task (:meth:`~chanformer.tasks.speaker.SpeakerVerificationTask.input_contract` adds it)."""
+        return _speech_contract(self.sample_rate, self.eval_seconds, loudness_db=EVAL_LOUDNESS_DB,
+                                extra={"source": self.source, "crop_seconds": self.crop_seconds})  # fmt: skip
 
     def _synthesise(self) -> tuple[str, str, str]:
         base, train_v, val_v, test_v, n_utt = self._plan  # type: ignore[misc]
@@ -268,6 +291,16 @@ class EnhancementDataModule(ChannelDataModule):
     @property
     def spec(self) -> DataSpec:
         return DataSpec(vocab=self.vocab, sfreq=float(self.sample_rate))
+
+    def input_contract(self) -> InputContract:
+        """What the exported model reads: mono noisy audio at ``sample_rate``, as recorded (no
+        loudness normalisation); evaluation reads the first ``eval_seconds`` (training
+        ``segment_seconds`` crops). The STFT belongs to the model (the enhancement task records it)."""
+        seconds = self.eval_seconds or None  # the corpora's None: whole files
+        n = int(round(seconds * self.sample_rate)) if seconds is not None else None
+        return InputContract(modality="audio", channels=["mic/0"], key_prefix="mic/", sfreq=float(self.sample_rate),
+                             window_s=seconds, n_times=n, crop="start", pad="wrap", units="full scale",
+                             extra={"source": self.source, "segment_seconds": self.segment_seconds})  # fmt: skip
 
     def _synthesise(self) -> None:
         c = self._cfg

@@ -9,6 +9,7 @@ path with typed, recipe-friendly arguments (the generic base is
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from chanformer.batch import ChannelSample
 from chanformer.channels import ChannelVocab
+from chanformer.contract import InputContract
 from chanformer.datasets.base import ChannelDataModule, stratified_split
 from chanformer.datasets.timeseries.datasets import (
     ChannelStats,
@@ -34,6 +36,29 @@ from chanformer.spec import DataSpec
 from chanformer.transforms.timeseries import RandomShiftScale
 
 __all__ = ["ForecastingDataModule", "UEADataModule"]
+
+
+def _series_contract(keys: list[str], stats: ChannelStats | None, **kw: Any) -> InputContract:
+    """A ``series`` contract over channel ``keys`` with the train-part ``stats`` as a mean/std
+    normaliser keyed by channel."""
+    normalizer = None
+    if stats is not None:
+        normalizer = {"method": "meanstd",
+                      "stats": {k: [float(m), float(sd)] for k, m, sd in zip(keys, stats.mean, stats.std)}}  # fmt: skip
+    prefixes = {k.split("/", 1)[0] for k in keys if "/" in k}
+    prefix = f"{prefixes.pop()}/" if len(prefixes) == 1 else ""
+    return InputContract(modality="series", channels=list(keys), key_prefix=prefix, normalizer=normalizer,
+                         units="normalised" if normalizer else "", **kw)  # fmt: skip
+
+
+_UNIT_S = {"s": 1.0, "t": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def _period_seconds(freq: str) -> float | None:
+    """Seconds between rows of a fixed pandas-style frequency (``"h"``, ``"15min"``, ``"d"``);
+    ``None`` for calendar ones (months, quarters, business days)."""
+    m = re.fullmatch(r"(\d*)\s*(min|s|t|h|d|w)", freq.strip().lower())
+    return None if m is None else float(m.group(1) or 1) * _UNIT_S[m.group(2)]
 
 
 def _load_vocab(path: str | None, keys: list[str]) -> ChannelVocab:
@@ -176,6 +201,19 @@ class UEADataModule(ChannelDataModule):
             channels=list(self.channel_keys),
         )
 
+    def input_contract(self) -> InputContract:
+        """What a model trained here reads: the channel keys, each case resampled to
+        ``resample_to`` samples (when set), standardised with the train part's per-channel
+        mean/std (``normalize="dataset"``), then its first ``length`` steps kept and shorter
+        cases completed by ``pad``. UEA archives carry no sampling rate (``sfreq`` unset: a
+        pipeline takes arrays without one)."""
+        if self.normalize == "dataset" and self.stats is None:
+            self.setup("fit")
+        stats = self.stats if self.normalize == "dataset" else None
+        return _series_contract(self.channel_keys, stats, n_times=self.length, resample_to=self.resample_to,
+                                crop="start", pad=self.pad,
+                                extra={"archive": self.name, "fill_missing": self.fill_missing})  # fmt: skip
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:
             return
@@ -306,6 +344,17 @@ class ForecastingDataModule(ChannelDataModule):
         return DataSpec(
             vocab=self.vocab, n_times=self.seq_len, horizon=self.horizon, channel_mean=mean, channel_std=std
         )
+
+    def input_contract(self) -> InputContract:
+        """What a forecaster trained here reads: ``seq_len``-step windows of the channel keys,
+        standardised with the train rows' per-channel mean/std (``scale``), the calendar
+        frequency ``freq`` and ``horizon`` recorded in ``extra``."""
+        stats = self.stats if self.scale else None
+        extra: dict[str, Any] = {"horizon": self.horizon, "freq": self.freq, "stride": self.stride}
+        period = _period_seconds(self.freq)
+        if period is not None:
+            extra["period_s"] = period
+        return _series_contract(self.channel_keys, stats, n_times=self.seq_len, extra=extra)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is None:
