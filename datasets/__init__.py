@@ -39,8 +39,8 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "eeg.bci_iv": ("BCIIV2aDataset", "BCIIV2bDataset", "BCIIVDataModule", "BCIIVDataset", "BCIIVMissingError"),
     "eeg.chbmit": ("CHBMITDataModule", "CHBMITDataset", "CHBMITMissingError", "parse_chbmit_summary"),
     "eeg.tusz": ("TUSZDataModule", "TUSZDataset", "TUSZMissingError", "read_csv_bi"),
-    "eeg.bids": ("BIDSEEGDataset", "BIDSMissingError"),
-    "eeg.physionet_mmi": ("PhysionetMMIDataset", "PhysionetMMIMissingError"),
+    "eeg.bids": ("BIDSEEGDataModule", "BIDSEEGDataset", "BIDSMissingError"),
+    "eeg.physionet_mmi": ("PhysionetMMIDataModule", "PhysionetMMIDataset", "PhysionetMMIMissingError"),
     # images (microscopy, satellite)
     "imaging.datasets": ("ChannelNormalizer", "ImageAugment", "ImageManifestDataset", "channel_shuffle", "random_channel_drop",
                 "random_flip_rot", "tile_grid"),

@@ -118,3 +118,98 @@ def test_wget_layout_and_argument_errors(mmi_root: Path, tmp_path: Path) -> None
         PhysionetMMIDataset(mmi_root, task="typing")
     with pytest.raises(ValueError, match=r"1\.\.109"):
         PhysionetMMIDataset(mmi_root, subjects=[110], runs=[4])
+
+
+# -- datamodule + recipe ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def mmi_four(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 subjects x the imagery left/right runs 4, 8, 12."""
+    return gen.generate(tmp_path_factory.mktemp("eegmmidb4"), subjects=(1, 2, 3, 4), runs=(4, 8, 12))
+
+
+def test_datamodule_cross_subject_split(mmi_four: Path) -> None:
+    from chanformer.datasets.eeg.physionet_mmi import CHANNELS, PhysionetMMIDataModule
+
+    dm = PhysionetMMIDataModule(str(mmi_four), val_fraction=0.25, test_fraction=0.25, seed=3)
+    spec = dm.spec  # known before any file is read
+    assert spec.class_names == ["left_fist", "right_fist"] and spec.num_classes == 2
+    assert spec.n_times == 512 and spec.sfreq == 128.0
+    assert spec.channels is not None and len(spec.channels) == len(CHANNELS) == 64
+    assert spec.channels[:4] == ["eeg/FC5", "eeg/FC3", "eeg/FC1", "eeg/FCz"] and spec.channels[-1] == "eeg/Iz"
+    dm.setup()
+    ds = dm.dataset
+    assert ds is not None
+    assert all(keys == spec.channels for keys in ds.channel_keys)  # every file: the same montage, in file order
+    assert set(ds.window_runs) == {4, 8, 12} and len(ds) == 3 * sum(len(gen.CUES[s]) for s in (1, 2, 3, 4))
+    parts = [np.asarray(d.indices) for d in (dm.train_dataset, dm.val_dataset, dm.test_dataset)]  # type: ignore[union-attr]
+    groups = [set(ds.window_subjects[p].tolist()) for p in parts]
+    assert [len(g) for g in groups] == [2, 1, 1] and set().union(*groups) == {1, 2, 3, 4}
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+    assert sum(len(p) for p in parts) == len(ds)  # every trial of a subject goes with it
+    # labels: T1 -> left_fist, T2 -> right_fist in cue order
+    cue = {"T1": 0, "T2": 1}
+    for s in (1, 2, 3, 4):
+        idx = np.flatnonzero((ds.window_subjects == s) & (ds.window_runs == 8))
+        assert ds.targets[idx].tolist() == [cue[c] for c in gen.CUES[s]]
+    sample = dm.train_dataset[0]  # type: ignore[index]
+    assert sample.values.shape == (64, 512)
+    assert 0.3 < float(sample.values.std()) < 3.0  # Euclidean-aligned: unit scale
+    # the same seed draws the same held-out subjects; another seed may not
+    again = PhysionetMMIDataModule(str(mmi_four), val_fraction=0.25, test_fraction=0.25, seed=3)
+    again.setup()
+    assert again.test_dataset.indices == dm.test_dataset.indices  # type: ignore[union-attr]
+    contract = dm.input_contract()
+    assert sorted(contract.channels) == sorted(spec.channels) and contract.alignment == "euclidean"
+    assert contract.sfreq == 128.0 and contract.window_s == 4.0 and contract.extra["runs"] == [4, 8, 12]
+
+
+def test_datamodule_within_subject_and_named_test_subjects(mmi_four: Path) -> None:
+    from chanformer.datasets.eeg.physionet_mmi import PhysionetMMIDataModule
+
+    dm = PhysionetMMIDataModule(
+        str(mmi_four), runs=[4, 8], split="within_subject", val_fraction=0.2, test_fraction=0.2,
+        euclidean_alignment=False, resample=None, l_freq=None, h_freq=None,
+    )  # fmt: skip
+    dm.setup()
+    ds = dm.dataset
+    assert ds is not None and set(ds.window_runs) == {4, 8}
+    parts = [np.asarray(d.indices) for d in (dm.train_dataset, dm.val_dataset, dm.test_dataset)]  # type: ignore[union-attr]
+    assert not set(parts[0]) & set(parts[1]) and not set(parts[0]) & set(parts[2]) and not set(parts[1]) & set(parts[2])
+    for p in parts:  # every subject in every split
+        assert set(ds.window_subjects[p].tolist()) == {1, 2, 3, 4}
+    for s in (1, 2, 3, 4):  # each class of each subject keeps a training trial
+        assert set(ds.targets[parts[0][ds.window_subjects[parts[0]] == s]].tolist()) == {0, 1}
+    assert dm.spec.n_times == 640 and dm.train_dataset[0].values.shape == (64, 640)  # type: ignore[index]
+    # volts x 1e5 (units of 10 uV): 20 uV noise is about 2
+    assert 1.0 < float(dm.train_dataset[0].values.std()) < 4.0  # type: ignore[index]
+
+    named = PhysionetMMIDataModule(str(mmi_four), runs=[4], test_subjects=[2], val_fraction=0.3, exclude_subjects=[4])
+    named.setup()
+    nds = named.dataset
+    assert nds is not None and set(nds.window_subjects.tolist()) == {1, 2, 3}
+    assert set(nds.window_subjects[named.test_dataset.indices].tolist()) == {2}  # type: ignore[union-attr]
+    assert len(set(nds.window_subjects[named.val_dataset.indices].tolist())) == 1  # type: ignore[union-attr]
+    four = PhysionetMMIDataModule(str(mmi_four), task="imagery", runs=[4], include_rest=True)
+    assert four.classes == ["rest", "left_fist", "right_fist"]  # runs= wins over task=
+    with pytest.raises(ValueError, match="unknown task"):
+        PhysionetMMIDataModule(str(mmi_four), task="typing")
+    with pytest.raises(ValueError, match="leaves none to train on"):
+        PhysionetMMIDataModule(str(mmi_four), runs=[4], subjects=[1, 2]).setup()
+
+
+def test_recipe_trains_an_epoch(mmi_four: Path, tmp_path: Path) -> None:
+    from chanformer.cli.lightning_cli import run_lightning_cli
+    from chanformer.cli.main import list_recipes, resolve_config
+
+    assert "physionet-mmi-dbconformer" in list_recipes()
+    cli = run_lightning_cli([
+        "fit", "--config", resolve_config("physionet-mmi-dbconformer"), f"--data.init_args.root={mmi_four}",
+        "--data.init_args.test_fraction=0.25", "--data.init_args.runs=[4]", "--data.init_args.resample=64",
+        "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
+        "--trainer.logger=false", "--trainer.accelerator=cpu", f"--trainer.default_root_dir={tmp_path}",
+        f"--model.init_args.export_dir={tmp_path / 'export'}",
+    ])  # fmt: skip
+    assert cli.trainer.global_step >= 1
+    assert np.isfinite(float(cli.trainer.callback_metrics["test/acc"]))
+    assert cli.model.num_classes == 2
+    assert list(cli.model.encoder.channels) == cli.datamodule.channels  # the montage comes from the data

@@ -13,7 +13,8 @@ A BIDS root (https://bids-specification.readthedocs.io/, EEG: Pernet et al. 2019
 :class:`BIDSEEGDataset` finds the recordings with ``mne_bids.find_matching_paths`` (subjects,
 sessions, tasks, runs), reads each with ``mne_bids.read_raw_bids`` and cuts windows with
 :class:`~chanformer.datasets.eeg.readers.EEGWindowDataset`. mne-bids is an optional dependency
-(the ``data`` extra: ``pip install chanformer[data]``).
+(the ``data`` extra: ``pip install chanformer[data]``). :class:`BIDSEEGDataModule` splits the
+labelled trials across (or within) subjects for training.
 """
 
 from __future__ import annotations
@@ -26,14 +27,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from torch.utils.data import Subset
 
-from chanformer.channels import ChannelVocab
+from chanformer.channels import ChannelVocab, eeg_1005_vocab
+from chanformer.contract import InputContract
+from chanformer.datasets.base import ChannelDataModule
 from chanformer.datasets.eeg.readers import EEGWindowDataset
+from chanformer.datasets.eeg.splits import subject_split
+from chanformer.spec import DataSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     import mne
 
-__all__ = ["BIDSEEGDataset", "BIDSMissingError"]
+__all__ = ["BIDSEEGDataModule", "BIDSEEGDataset", "BIDSMissingError"]
 
 _EXTENSIONS = (".edf", ".bdf", ".vhdr", ".set", ".fif")
 _LAYOUT = (
@@ -196,3 +202,141 @@ class BIDSEEGDataset(EEGWindowDataset):
         if self.mode == "events":
             out["label"] = self.classes[int(self.labels[rec][j])]
         return out
+
+
+class BIDSEEGDataModule(ChannelDataModule):
+    """Trials of a BIDS-EEG / BIDS-iEEG data set labelled by ``trial_type`` (:class:`BIDSEEGDataset`).
+
+    Trials ``[tmin, tmax)`` seconds from each event of ``*_events.tsv`` whose ``trial_type`` is in
+    ``trial_types`` (default every one found, sorted) are band-passed ``l_freq``-``h_freq``,
+    resampled to ``resample`` Hz (one rate, so recordings of different rates give trials of one
+    length), optionally re-referenced and Euclidean-aligned per recording, and multiplied by
+    ``scale`` (default 1 with alignment, 1e5 without: volts -> units of 10 uV).
+
+    **Split.** ``"cross_subject"`` (default): ``test_fraction`` of the subjects (or those named in
+    ``test_subjects``) are the test set and ``val_fraction`` of the subjects the validation set,
+    drawn with ``seed``; no subject is in two splits. ``"within_subject"``: every subject's trials
+    are split, stratified by class.
+
+    **Channels.** Each recording keeps its own channels (those of ``channels.tsv`` of a data type,
+    less the ones marked ``bad``), so the channel set may differ between subjects: ``spec.channels``
+    is the common montage when every recording has the same channels in the same order, else
+    ``None`` (use a channel-adaptive encoder, as the ``bids-eeg-softs`` recipe does). The files are
+    read when ``setup``, ``vocab`` or ``spec`` is first used (iEEG contacts join the vocabulary then).
+
+    Args:
+        root: the BIDS root (the one argument to set).
+        subjects / sessions / tasks / runs / datatype / trial_types / drop_bads: as for
+            :class:`BIDSEEGDataset`.
+        on_unknown: ``"raise"`` or ``"drop"`` EEG channels whose names are not in the 10-05 vocabulary.
+
+    """
+
+    def __init__(
+        self,
+        root: str,
+        subjects: list[str] | None = None,
+        sessions: list[str] | None = None,
+        tasks: list[str] | None = None,
+        runs: list[str] | None = None,
+        datatype: Literal["eeg", "ieeg"] = "eeg",
+        trial_types: list[str] | None = None,
+        tmin: float = 0.0,
+        tmax: float = 1.0,
+        split: Literal["cross_subject", "within_subject"] = "cross_subject",
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        test_subjects: list[str] | None = None,
+        resample: float | None = 128.0,
+        l_freq: float | None = 0.5,
+        h_freq: float | None = 40.0,
+        reference: Literal["none", "average", "bipolar"] = "none",
+        euclidean_alignment: bool = False,
+        scale: float | None = None,
+        drop_bads: bool = True,
+        on_unknown: Literal["raise", "drop"] = "raise",
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        if split not in ("cross_subject", "within_subject"):
+            raise ValueError(f"split must be 'cross_subject' or 'within_subject', got {split!r}")
+        if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
+            raise ValueError(f"need val_fraction, test_fraction >= 0 summing to < 1, got {val_fraction}, {test_fraction}")
+        self.save_hyperparameters()
+        self.root = root
+        self.select: dict[str, Any] = {"subjects": subjects, "sessions": sessions, "tasks": tasks, "runs": runs}
+        self.split, self.val_fraction, self.test_fraction = split, val_fraction, test_fraction
+        self.test_subjects = None if test_subjects is None else _labels(test_subjects, "sub")
+        self.tmin, self.tmax = tmin, tmax
+        self.scale, self.ea = scale, euclidean_alignment
+        self._kw: dict[str, Any] = dict(
+            datatype=datatype, trial_types=trial_types, tmin=tmin, tmax=tmax, drop_bads=drop_bads,
+            resample=resample, l_freq=l_freq, h_freq=h_freq, reference=reference,
+            euclidean_alignment=euclidean_alignment, on_unknown=on_unknown,
+            picks=("eeg",) if datatype == "eeg" else ("seeg", "ecog"),
+        )  # fmt: skip
+        self._vocab_1005 = eeg_1005_vocab()
+        self._dataset: BIDSEEGDataset | None = None
+
+    @property
+    def _scale(self) -> float:
+        return self.scale if self.scale is not None else (1.0 if self.ea else 1e5)
+
+    @property
+    def dataset(self) -> BIDSEEGDataset:
+        """The trials of the selection (read on first use)."""
+        if self._dataset is None:
+            ds = BIDSEEGDataset(self.root, **self.select, mode="events", vocab=self._vocab_1005, **self._kw)
+            if self._scale != 1.0:
+                ds.values = [v * np.float32(self._scale) for v in ds.values]
+            self._dataset = ds
+        return self._dataset
+
+    @property
+    def vocab(self) -> ChannelVocab:
+        return self.dataset.vocab
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.dataset.classes)
+
+    @property
+    def channels(self) -> list[str] | None:
+        """The recordings' common channel keys in file order, or ``None`` when they differ."""
+        sets = {tuple(keys) for keys in self.dataset.channel_keys}
+        return list(next(iter(sets))) if len(sets) == 1 else None
+
+    @property
+    def spec(self) -> DataSpec:
+        ds = self.dataset
+        return DataSpec(vocab=ds.vocab, n_times=ds.n_times, sfreq=ds.sfreq, num_classes=len(ds.classes),
+                        class_names=list(ds.classes), channels=self.channels)  # fmt: skip
+
+    def input_contract(self) -> InputContract:
+        """The trials' preprocessing for the pretrained export: rate, band-pass, reference, trial span,
+        alignment, scale and every channel seen."""
+        ds, kw, scale = self.dataset, self._kw, self._scale
+        used = {k for keys in ds.channel_keys for k in keys}
+        return InputContract(
+            modality="eeg", channels=[k for k in ds.vocab.keys if k in used],
+            key_prefix="eeg/", sfreq=ds.sfreq, l_freq=kw["l_freq"], h_freq=kw["h_freq"], reference=kw["reference"],
+            window_s=self.tmax - self.tmin, n_times=ds.n_times or None, alignment="euclidean" if self.ea else "none",
+            scale=scale if scale != 1.0 else None, units="V" if scale == 1.0 else f"V x {scale:g}",
+            picks=list(kw["picks"]),
+            extra={"mode": "events", "tmin": self.tmin, "tmax": self.tmax, "classes": list(ds.classes),
+                   "dataset": f"BIDS ({Path(self.root).name})"},
+        )  # fmt: skip
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_dataset is not None:
+            return
+        ds = self.dataset
+        train, val, test = subject_split(ds.window_subjects, ds.targets, self.split, self.val_fraction,
+                                         self.test_fraction, self.seed, self.test_subjects)  # fmt: skip
+        if not len(train):
+            raise ValueError(f"no training trials under {self.root} (split={self.split!r})")
+        self.train_dataset = Subset(ds, train.tolist())
+        self.val_dataset = Subset(ds, val.tolist()) if len(val) else None
+        self.test_dataset = Subset(ds, test.tolist()) if len(test) else None

@@ -32,25 +32,34 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from torch.utils.data import Subset
 
-from chanformer.channels import ChannelVocab
+from chanformer.channels import ChannelVocab, eeg_1005_vocab
+from chanformer.contract import InputContract
+from chanformer.datasets.base import ChannelDataModule
 from chanformer.datasets.eeg.readers import EEGWindowDataset, read_recording
+from chanformer.datasets.eeg.splits import subject_split
+from chanformer.spec import DataSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     import mne
 
 __all__ = [
+    "CHANNELS",
     "CLASS_NAMES",
+    "EXCLUDED_SUBJECTS",
     "EVENT_MEANING",
     "N_SUBJECTS",
     "PHYSIONET_MMI_URL",
     "RUN_TYPES",
     "TASKS",
+    "PhysionetMMIDataModule",
     "PhysionetMMIDataset",
     "PhysionetMMIMissingError",
+    "classes_of",
     "physionet_mmi_path",
 ]
 
@@ -94,6 +103,19 @@ TASKS: dict[str, tuple[int, ...]] = {
     "imagery": (4, 6, 8, 10, 12, 14),
     "all": tuple(range(1, N_RUNS + 1)),
 }
+
+#: The 64 EEG channel labels of every EEGMMIDB file, in file order (PhysioNet pads them with dots).
+CHANNELS: tuple[str, ...] = tuple(
+    "Fc5. Fc3. Fc1. Fcz. Fc2. Fc4. Fc6. C5.. C3.. C1.. Cz.. C2.. C4.. C6.. Cp5. Cp3. Cp1. Cpz. "
+    "Cp2. Cp4. Cp6. Fp1. Fpz. Fp2. Af7. Af3. Afz. Af4. Af8. F7.. F5.. F3.. F1.. Fz.. F2.. F4.. "
+    "F6.. F8.. Ft7. Ft8. T7.. T8.. T9.. T10. Tp7. Tp8. P7.. P5.. P3.. P1.. Pz.. P2.. P4.. P6.. "
+    "P8.. Po7. Po3. Poz. Po4. Po8. O1.. Oz.. O2.. Iz..".split()
+)
+
+#: Subjects :class:`PhysionetMMIDataModule` leaves out by default, as much of the cross-subject
+#: literature does: 88, 92 and 100 were recorded at 128 Hz instead of 160 Hz, and 104 is the
+#: fourth subject commonly dropped with them.
+EXCLUDED_SUBJECTS: tuple[int, ...] = (88, 92, 100, 104)
 
 _LAYOUT = (
     "expected the PhysioNet EEG Motor Movement/Imagery layout <root>/S001/S001R01.edf ... "
@@ -232,12 +254,7 @@ class PhysionetMMIDataset(EEGWindowDataset):
             shown = ", ".join(str(p) for p in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             raise PhysionetMMIMissingError(f"{len(missing)} EEGMMIDB run file(s) missing (partial download?): {shown}; {_LAYOUT}")
 
-        run_types = [RUN_TYPES[r] for r in run_list]
-        possible = {
-            name for rt in run_types for code, name in EVENT_MEANING[rt].items()
-            if include_rest or not (code == "T0" and name == "rest")
-        }  # fmt: skip
-        self.classes: list[str] = [c for c in CLASS_NAMES if c in possible]
+        self.classes: list[str] = classes_of(run_list, include_rest)
         class_index = {c: i for i, c in enumerate(self.classes)}
 
         raws: list[mne.io.BaseRaw] = []
@@ -279,6 +296,16 @@ class PhysionetMMIDataset(EEGWindowDataset):
         }
 
 
+def classes_of(runs: Iterable[int], include_rest: bool = False) -> list[str]:
+    """The class names runs ``runs`` can produce, in :data:`CLASS_NAMES` order (``rest`` only
+    with ``include_rest``; ``T0`` of runs 1/2 is always ``eyes_open``/``eyes_closed``)."""
+    possible = {
+        name for r in runs for code, name in EVENT_MEANING[RUN_TYPES[_run_number(r)]].items()
+        if include_rest or not (code == "T0" and name == "rest")
+    }  # fmt: skip
+    return [c for c in CLASS_NAMES if c in possible]
+
+
 def _relabel(raw: mne.io.BaseRaw, meaning: dict[str, str], include_rest: bool) -> None:
     """Replace ``T0``/``T1``/``T2`` by class names; drop the ones this run gives no class (and
     ``T0`` rest unless ``include_rest``); keep ``BAD``-prefixed annotations."""
@@ -298,3 +325,151 @@ def _relabel(raw: mne.io.BaseRaw, meaning: dict[str, str], include_rest: bool) -
             desc.append(name)
     new = mne.Annotations(onset=ann.onset[keep], duration=ann.duration[keep], description=desc, orig_time=ann.orig_time)
     raw.set_annotations(new, verbose="error")
+
+
+# -- datamodule -------------------------------------------------------------------------------------
+class PhysionetMMIDataModule(ChannelDataModule):
+    """EEGMMIDB cue-locked trials (:class:`PhysionetMMIDataset`) for training, in the common set-ups.
+
+    **Task.** ``task="imagery_lr"`` (default: runs 4, 8, 12, imagined left vs right fist, 2
+    classes), ``"real_lr"`` (runs 3, 7, 11), ``"imagery_fists_feet"`` / ``"real_fists_feet"``
+    (both fists vs both feet), ``"imagery"`` / ``"real"`` (both kinds of run: 4 classes), any key
+    of :data:`TASKS`; ``runs=`` names the runs instead. ``include_rest=True`` adds the ``T0``
+    rest periods as class ``rest``.
+
+    **Trials.** ``[tmin, tmax)`` seconds from the onset of each ``T1``/``T2`` cue (default 0-4 s:
+    the cue annotations last 4.1 s, the whole imagery period), band-passed ``l_freq``-``h_freq``,
+    resampled to ``resample`` Hz (default 128: 512 samples), optionally Euclidean-aligned per run
+    file (each file whitened by the mean spatial covariance of its trials; unsupervised, so it uses
+    the held-out subjects' trials too, as Euclidean alignment does), and multiplied by ``scale``
+    (default 1 with alignment, 1e5 without: volts -> units of 10 uV).
+
+    **Split.** ``"cross_subject"`` (default, the standard protocol): ``test_fraction`` of the
+    subjects (or the subjects named in ``test_subjects``) are the test set and ``val_fraction`` of
+    the subjects the validation set, drawn with ``seed``; the rest train, and no subject is in two
+    splits. ``"within_subject"``: every subject's trials are split, stratified by class.
+
+    Every file has the same 64 channels: :attr:`channels` (and ``spec.channels``) are their 10-05
+    keys in file order, which DBConformer takes as its montage.
+
+    Args:
+        root: the folder holding ``S001`` ... ``S109`` (the one argument to set).
+        subjects: subject numbers (default: every ``S###`` folder found), less ``exclude_subjects``.
+        exclude_subjects: left out (default :data:`EXCLUDED_SUBJECTS`; ``[]`` keeps every one).
+        runs: run numbers; when given, ``task`` is not used.
+
+    """
+
+    def __init__(
+        self,
+        root: str,
+        task: str = "imagery_lr",
+        runs: list[int] | None = None,
+        subjects: list[int | str] | None = None,
+        exclude_subjects: list[int] | None = None,
+        include_rest: bool = False,
+        split: Literal["cross_subject", "within_subject"] = "cross_subject",
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        test_subjects: list[int] | None = None,
+        tmin: float = 0.0,
+        tmax: float = 4.0,
+        resample: float | None = 128.0,
+        l_freq: float | None = 4.0,
+        h_freq: float | None = 40.0,
+        euclidean_alignment: bool = True,
+        scale: float | None = None,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(vocab=eeg_1005_vocab(), batch_size=batch_size, num_workers=num_workers, seed=seed)
+        if split not in ("cross_subject", "within_subject"):
+            raise ValueError(f"split must be 'cross_subject' or 'within_subject', got {split!r}")
+        if runs is None and task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; choose among {sorted(TASKS)}")
+        if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
+            raise ValueError(f"need val_fraction, test_fraction >= 0 summing to < 1, got {val_fraction}, {test_fraction}")
+        self.save_hyperparameters()
+        self.root, self.task, self.subjects, self.include_rest = root, task, subjects, include_rest
+        self.runs = sorted({_run_number(r) for r in runs}) if runs is not None else list(TASKS[task])
+        self.exclude_subjects = list(EXCLUDED_SUBJECTS if exclude_subjects is None else exclude_subjects)
+        self.split, self.val_fraction, self.test_fraction = split, val_fraction, test_fraction
+        self.test_subjects = test_subjects
+        self.tmin, self.tmax, self.resample = tmin, tmax, resample
+        self.l_freq, self.h_freq, self.ea, self.scale = l_freq, h_freq, euclidean_alignment, scale
+        self.dataset: PhysionetMMIDataset | None = None
+
+    @property
+    def classes(self) -> list[str]:
+        return classes_of(self.runs, self.include_rest)
+
+    @property
+    def channels(self) -> list[str]:
+        """10-05 vocabulary keys of the 64 channels, in file order."""
+        keys = [self.vocab.resolve(label.strip("."), "eeg/") for label in CHANNELS]
+        return [k for k in keys if k is not None]
+
+    @property
+    def sfreq(self) -> float:
+        return float(self.resample) if self.resample is not None else 160.0
+
+    @property
+    def n_times(self) -> int:
+        return int(round((self.tmax - self.tmin) * self.sfreq))
+
+    @property
+    def _scale(self) -> float:
+        return self.scale if self.scale is not None else (1.0 if self.ea else 1e5)
+
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec(vocab=self.vocab, n_times=self.n_times, sfreq=self.sfreq, num_classes=len(self.classes),
+                        class_names=self.classes, channels=self.channels)  # fmt: skip
+
+    def input_contract(self) -> InputContract:
+        """The trials' preprocessing for the pretrained export: rate, band-pass, cue window, alignment, scale."""
+        scale = self._scale
+        return InputContract(
+            modality="eeg", channels=[k for k in self.vocab.keys if k in set(self.channels)], key_prefix="eeg/",
+            sfreq=self.sfreq, l_freq=self.l_freq, h_freq=self.h_freq, window_s=self.tmax - self.tmin,
+            n_times=self.n_times, alignment="euclidean" if self.ea else "none", scale=scale if scale != 1.0 else None,
+            units="V" if scale == 1.0 else f"V x {scale:g}", picks=["eeg"],
+            extra={"mode": "events", "tmin": self.tmin, "tmax": self.tmax, "classes": self.classes,
+                   "runs": self.runs, "dataset": "PhysioNet EEGMMIDB", "cue_aligned": True},
+        )  # fmt: skip
+
+    def _subject_list(self) -> list[int]:
+        if self.subjects is not None:
+            chosen = sorted({_subject_number(s) for s in self.subjects})
+        else:
+            data_root = _data_root(Path(self.root))
+            found = (int(p.name[1:]) for p in data_root.iterdir() if p.is_dir() and re.fullmatch(r"S\d{3}", p.name))
+            chosen = sorted(s for s in found if 1 <= s <= N_SUBJECTS)
+        excluded = {_subject_number(s) for s in self.exclude_subjects}
+        kept = [s for s in chosen if s not in excluded]
+        if not kept:
+            raise ValueError(f"no EEGMMIDB subjects left under {self.root} after exclude_subjects={sorted(excluded)}")
+        return kept
+
+    def build_dataset(self) -> PhysionetMMIDataset:
+        ds = PhysionetMMIDataset(
+            self.root, subjects=self._subject_list(), runs=self.runs, tmin=self.tmin, tmax=self.tmax,
+            include_rest=self.include_rest, vocab=self.vocab, resample=self.resample, l_freq=self.l_freq,
+            h_freq=self.h_freq, euclidean_alignment=self.ea,
+        )  # fmt: skip
+        if self._scale != 1.0:
+            ds.values = [v * np.float32(self._scale) for v in ds.values]
+        return ds
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_dataset is not None:
+            return
+        ds = self.dataset = self.build_dataset()
+        train, val, test = subject_split(ds.window_subjects, ds.targets, self.split, self.val_fraction,
+                                         self.test_fraction, self.seed, self.test_subjects)  # fmt: skip
+        if not len(train):
+            raise ValueError(f"no training trials under {self.root} (split={self.split!r})")
+        self.train_dataset = Subset(ds, train.tolist())
+        self.val_dataset = Subset(ds, val.tolist()) if len(val) else None
+        self.test_dataset = Subset(ds, test.tolist()) if len(test) else None

@@ -33,7 +33,8 @@ MARK_UV, NOISE_UV = 40.0, 5.0
 PHYS = 1000.0  # +- uV
 
 #: (subject, session, task, run, cue classes (0/1) or None, bad channels)
-RECORDINGS: tuple[tuple[str, str, str, int | None, tuple[int, ...] | None, tuple[str, ...]], ...] = (
+Recording = tuple[str, str, str, int | None, tuple[int, ...] | None, tuple[str, ...]]
+RECORDINGS: tuple[Recording, ...] = (
     ("01", "01", "motor", 1, (0, 1, 1, 0), ()),
     ("01", "01", "motor", 2, (1, 0, 1), ()),
     ("01", "01", "rest", None, None, ()),
@@ -62,14 +63,18 @@ def _write_edf(path: Path, data_uv: np.ndarray) -> None:
     path.write_bytes(head + sig + digital.reshape(n_ch, n_rec, SFREQ).transpose(1, 0, 2).tobytes())
 
 
-def generate(root: str | Path) -> Path:
-    """Write the miniature BIDS tree into ``root``; returns ``root``."""
+#: A third subject (Fz marked bad) for splits across subjects: ``generate(root, RECORDINGS + EXTRA_SUBJECT)``.
+EXTRA_SUBJECT: tuple[Recording, ...] = (("03", "01", "motor", 1, (0, 1, 0, 1, 1, 0), ("Fz",)),)
+
+
+def generate(root: str | Path, recordings: tuple[Recording, ...] = RECORDINGS) -> Path:
+    """Write the miniature BIDS tree of ``recordings`` (default :data:`RECORDINGS`) into ``root``; returns ``root``."""
     import mne
     from mne_bids import BIDSPath, write_raw_bids
 
     root = Path(root)
     with tempfile.TemporaryDirectory() as tmp:
-        for k, (sub, ses, task, run, cues, bads) in enumerate(RECORDINGS):
+        for k, (sub, ses, task, run, cues, bads) in enumerate(recordings):
             rng = np.random.default_rng(k)
             onsets = [2.0 + 4.0 * i for i in range(len(cues or ()))]
             seconds = int(max(onsets, default=0.0)) + 6 if cues else 20

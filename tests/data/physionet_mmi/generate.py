@@ -31,7 +31,12 @@ ANN_SAMPLES = 60  # 2-byte samples of the annotation signal per record (120 byte
 BASELINE_S = 10  # runs 1/2: one T0 over the whole run (60 s in the originals)
 
 #: The cue sequence of the task runs (3-14) in the miniature, per subject: T0 between cues.
-CUES: dict[int, tuple[str, ...]] = {1: ("T1", "T2", "T2", "T1"), 2: ("T2", "T1", "T1")}
+CUES: dict[int, tuple[str, ...]] = {
+    1: ("T1", "T2", "T2", "T1"),
+    2: ("T2", "T1", "T1"),
+    3: ("T1", "T1", "T2", "T2"),  # subjects 3-4: for splits across subjects
+    4: ("T2", "T1", "T2", "T1"),
+}
 
 
 def _field(value: object, width: int) -> bytes:
