@@ -14,7 +14,8 @@ Two families of methods:
 
   - for a classifier (a :class:`~chanformer.tasks.ClassificationTask`, ACMIL/ABMIL, or any
     callable when ``target`` is given): the DROP of the softmax probability of the target class
-    (``target=None``: the class the model predicts on the full input), clipped at 0;
+    (``target=None``: the class the model predicts on the full input), clipped at 0; for a
+    multi-label ``ClassificationTask`` the drop of that label's sigmoid probability;
   - otherwise (an encoder's ``[B, D]`` embedding, a forecast ``[B, C, H]``, ...): the L2 norm of
     the output change. For outputs with a channel axis (``[B, C, ...]``) the occluded channel's
     own slot is left out, so a forecaster is scored by how much the OTHER channels depend on it.
@@ -137,8 +138,14 @@ def _occlusion(model: Any, batch: ChannelBatch, target: Tensor | int | None, chu
     classifier = target is not None or _is_classifier(model)
     zero_fill = _zero_fill_only(model)
     full = _call(model, batch)
+    # a multi-label ClassificationTask scores each label by its own sigmoid, not a softmax over labels
+    multilabel = getattr(model, "multilabel", False) is True
+
+    def squash(logits: Tensor) -> Tensor:
+        return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=-1)
+
     if classifier:
-        probs = torch.softmax(full.float(), dim=-1)
+        probs = squash(full.float())
         if target is None:
             tgt = probs.argmax(-1)
         else:
@@ -158,7 +165,7 @@ def _occlusion(model: Any, batch: ChannelBatch, target: Tensor | int | None, chu
             mask[r, pc] = False
         out = _call(model, replace(sub, values=values, mask=mask))
         if classifier:
-            p = torch.softmax(out.float(), dim=-1).gather(1, tgt[pb][:, None]).squeeze(1)
+            p = squash(out.float()).gather(1, tgt[pb][:, None]).squeeze(1)
             score = base[pb] - p
         else:
             diff = (out.float() - full[pb].float())

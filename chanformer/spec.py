@@ -31,6 +31,9 @@ class DataSpec:
         channels: the vocabulary keys of the dataset's channels in file order, when every sample
             holds the same set (a fixed montage); ``None`` when the set varies. Encoders with a
             fixed input layout (DBConformer) take their montage from it.
+        multilabel: targets are multi-hot ``[num_classes]`` vectors (several labels per sample)
+            rather than one class index; :class:`~chanformer.tasks.ClassificationTask` then trains
+            one sigmoid per label.
     """
 
     vocab: ChannelVocab = field(default_factory=ChannelVocab)
@@ -44,6 +47,7 @@ class DataSpec:
     channel_std: list[float] | None = None
     feature_dim: int | None = None
     channels: list[str] | None = None
+    multilabel: bool = False
 
     def encoder_kwargs(self, data_args: dict[str, str]) -> dict[str, Any]:
         """Map spec fields onto an encoder's constructor names (``Encoder.data_args``)."""

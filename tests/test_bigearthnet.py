@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from chanformer.channels import sentinel2_vocab
+from chanformer.cli.lightning_cli import run_lightning_cli
+from chanformer.cli.main import list_recipes, resolve_config
 from chanformer.datasets.imaging.bigearthnet import (
     BEN19_CLASSES,
     BEN43_CLASSES,
@@ -22,6 +25,9 @@ from chanformer.datasets.imaging.bigearthnet import (
     BigEarthNetFormatError,
     BigEarthNetMissingError,
 )
+from chanformer.encoders.channelvit import ChannelViT
+from chanformer.hub import load_pretrained
+from chanformer.tasks import ClassificationTask
 
 _GEN = Path(__file__).parent / "data" / "bigearthnet" / "generate.py"
 _spec = importlib.util.spec_from_file_location("bigearthnet_generate", _GEN)
@@ -134,3 +140,39 @@ def test_datamodule_batches_multi_hot_targets(ben_root: Path) -> None:
     batch = next(iter(dm.train_dataloader()))
     assert batch.values.shape == (2, 4, 120, 120) and batch.target is not None and batch.target.shape == (2, 19)
     assert abs(float(batch.values.mean())) < 0.5
+
+
+def test_datamodule_spec_is_multilabel(ben_root: Path) -> None:
+    assert BigEarthNetDataModule(str(ben_root), nomenclature=43).spec.multilabel is True
+
+
+@pytest.mark.filterwarnings("ignore:No positive samples found in target")  # the miniature's val patch has no 19-class label
+def test_recipe_trains_one_epoch_multilabel(ben_root: Path, tmp_path: Path) -> None:
+    assert "bigearthnet-channelvit" in list_recipes()
+    common = [
+        "--config", resolve_config("bigearthnet-channelvit"), f"--data.init_args.root={ben_root}",
+        "--data.init_args.batch_size=2", "--data.init_args.norm_items=4", "--model.init_args.encoder_kwargs.embed_dim=16",
+        "--model.init_args.encoder_kwargs.depth=1", "--model.init_args.encoder_kwargs.num_heads=2",
+        "--model.init_args.encoder_kwargs.patch_size=40",
+        "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1", "--trainer.enable_progress_bar=false",
+        "--trainer.logger=false", "--trainer.accelerator=cpu", f"--trainer.default_root_dir={tmp_path}",
+    ]  # fmt: skip
+    cli = run_lightning_cli(["fit", *common, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
+                             f"--model.init_args.export_dir={tmp_path / 'export'}"])  # fmt: skip
+    model = cli.model
+    assert cli.trainer.global_step == 2
+    assert isinstance(model, ClassificationTask) and model.multilabel and model.num_classes == 19
+    assert model.encoder.img_size == 120
+    metrics = cli.trainer.callback_metrics
+    assert {f"test/{m}" for m in ("map_micro", "map_macro", "f1_micro", "f1_macro")} <= set(metrics)
+    # the miniature's test patch holds 2 of the 19 labels: micro mAP is a real value in (0, 1]
+    assert 0.0 < float(metrics["test/map_micro"]) <= 1.0 and math.isfinite(float(metrics["test/loss"]))
+    assert model.test_confusion is not None and model.test_confusion.shape == (19, 2, 2)
+    encoder = load_pretrained(tmp_path / "export")
+    assert isinstance(encoder, ChannelViT) and encoder.embed_dim == 16
+    ckpts = sorted(tmp_path.rglob("last.ckpt"))
+    assert ckpts, "the recipe's ModelCheckpoint wrote no last.ckpt"
+    again = run_lightning_cli(["test", *common, f"--ckpt_path={ckpts[0]}"])
+    assert again.model.multilabel and again.model.hparams["multilabel"] is None  # the spec decides, as num_classes
+    torch.testing.assert_close(again.model.head[1].weight, model.head[1].weight)
+    assert float(again.trainer.callback_metrics["test/map_micro"]) == pytest.approx(float(metrics["test/map_micro"]))

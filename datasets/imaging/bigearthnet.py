@@ -35,6 +35,7 @@ import json
 import os
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +48,7 @@ from chanformer.channels import ChannelVocab, sentinel2_vocab
 from chanformer.datasets.imaging.datasets import ChannelNormalizer
 from chanformer.datasets.imaging.public import LabelledImageDataset, PublicDataMissingError, PublicImageDataModule
 from chanformer.datasets.imaging.satellite import read_geotiff
+from chanformer.spec import DataSpec
 
 __all__ = [
     "BEN19_CLASSES",
@@ -289,8 +291,9 @@ class BigEarthNetDataModule(PublicImageDataModule):
     """BigEarthNet-S2 official (or seeded random) splits as batches of ``[B, C, 120, 120]`` with
     multi-hot float targets ``[B, 19]`` (or ``[B, 43]``).
 
-    There is no shipped recipe: :class:`~chanformer.tasks.ClassificationTask` is single-label
-    (cross-entropy), and the package has no multi-label task yet.
+    Its :attr:`spec` says ``multilabel=True``, so a linked
+    :class:`~chanformer.tasks.ClassificationTask` trains one sigmoid per label (recipe
+    ``bigearthnet-channelvit``).
     """
 
     image_size = SIZE
@@ -315,6 +318,10 @@ class BigEarthNetDataModule(PublicImageDataModule):
 
     def build_vocab(self) -> ChannelVocab:
         return sentinel2_vocab()
+
+    @property
+    def spec(self) -> DataSpec:
+        return replace(super().spec, multilabel=True)
 
     def make_dataset(self, split: str) -> BigEarthNetDataset:
         return BigEarthNetDataset(self.root, split, split_dir=self.split_dir, seed=self.seed,  # type: ignore[arg-type]
