@@ -314,6 +314,22 @@ def test_gradients_reach_every_parameter():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
 
 
+def test_temporal_stem_depthwise_matches_conv1d():
+    """The stem's channels-last 2-d depthwise convolution equals the 1-d one, values and both gradients
+    (63 taps: the length at which a contiguous [B, E, T, 1] layout gets wrong weight gradients)."""
+    from chanformer.encoders.dbconformer import TemporalStem
+
+    stem = TemporalStem(4, 8, kernel=63, patch=16, drop=0.0)
+    x = torch.randn(2, 8, 64, requires_grad=True)
+    grad_out = torch.randn(2, 8, 64)
+    fast = stem._depthwise(x)
+    slow = stem.depthwise(x)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+    w = stem.depthwise.weight
+    for a, b in zip(torch.autograd.grad(fast, (x, w), grad_out), torch.autograd.grad(slow, (x, w), grad_out)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_save_load_round_trip(tmp_path):
     model = _model(n_outputs=2)
     batch = ChannelBatch.collate([_sample(MONTAGE[::-1], _signals()), _sample(KEYS, _signals())])

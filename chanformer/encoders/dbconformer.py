@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from chanformer.batch import ChannelBatch
@@ -55,10 +56,25 @@ class TemporalStem(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: Tensor, drop_last: bool = False) -> Tensor:
-        x = self.bn2(self.depthwise(self.bn1(self.pointwise(x))))
+        x = self.bn2(self._depthwise(self.bn1(self.pointwise(x))))
         if drop_last:
             x = x[..., :-1]
         return self.drop(self.pool(self.act(x))).transpose(1, 2)
+
+    def _depthwise(self, x: Tensor) -> Tensor:
+        """``self.depthwise`` computed as a 2-d convolution over ``[B, E, T, 1]`` in channels-last layout.
+
+        Same weights, same result up to float32 summation order; on CPU oneDNN runs this depthwise
+        convolution (forward + backward) about 5x faster than the 1-d one (63 taps over 1001 samples:
+        14 ms instead of 72 ms on one core), the largest single cost of a DBConformer training step.
+        The channels-last layout matters twice: with torch 2.13's oneDNN the same 2-d convolution on a
+        plain contiguous ``[B, E, T, 1]`` returns wrong weight gradients for long kernels
+        (``test_temporal_stem_depthwise_matches_conv1d``).
+        """
+        conv = self.depthwise
+        x = x.unsqueeze(-1).contiguous(memory_format=torch.channels_last)
+        pad = conv.kernel_size[0] // 2
+        return F.conv2d(x, conv.weight.unsqueeze(-1), padding=(pad, 0), groups=conv.groups).squeeze(-1)
 
 
 class ChannelSeriesEmbed(nn.Module):
