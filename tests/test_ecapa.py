@@ -199,6 +199,25 @@ def test_gradients_reach_every_parameter():
     assert not dead
 
 
+@pytest.mark.parametrize("kernel_size, dilation", [(1, 1), (3, 2)])
+def test_tdnn_context_equals_tiled_channels(kernel_size, dilation):
+    """TDNNBlock(x, context) = TDNNBlock(cat([x, context tiled over time])), values and gradients."""
+    from chanformer.nn.tdnn import TDNNBlock
+
+    block = TDNNBlock(7, 5, kernel_size, dilation).double().train()
+    x = torch.randn(3, 4, 11, dtype=torch.float64, requires_grad=True)
+    ctx = torch.randn(3, 3, dtype=torch.float64, requires_grad=True)
+    fast = block(x, ctx)
+    slow = block(torch.cat([x, ctx[..., None].expand(-1, -1, 11)], dim=1))
+    torch.testing.assert_close(fast, slow)
+    grad_out = torch.randn_like(fast)
+    inputs = (x, ctx, *block.parameters())
+    for a, b in zip(torch.autograd.grad(fast, inputs, grad_out), torch.autograd.grad(slow, inputs, grad_out)):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="input channels"):
+        block(x, ctx[:, :2])
+
+
 def test_save_load_round_trip(tmp_path):
     model = _model()
     feats = torch.randn(2, 20, 30)

@@ -215,7 +215,7 @@ class ACMIL(MILHead):
 
         """
         x, mask = _check_bags(x, mask, self.in_dim, "ACMIL")
-        h = F.relu(self.reduce(x))  # [B, N, E]
+        h = F.relu(self.reduce(x), inplace=True)  # [B, N, E]; in place: the product keeps no output for backward
         logits = self.attention(h)  # [B, K, N]
         if mask is not None:
             logits = logits.masked_fill(~mask[:, None, :], float("-inf"))
@@ -223,9 +223,11 @@ class ACMIL(MILHead):
             hidden = stkim_mask(logits, self.n_masked_patch, self.mask_drop, mask, generator)
             logits = logits.masked_fill(hidden, STKIM_FILL)
         attn = torch.softmax(logits, dim=-1)
-        feats = self.dropout(attn @ h)  # [B, K, E]
+        # the K branch poolings and the slide's (mean attention) in one product: one pass over h
+        pooled = torch.cat([attn, attn.mean(1, keepdim=True)], dim=1) @ h  # [B, K + 1, E]
+        feats = self.dropout(pooled[:, :-1])  # [B, K, E]
         branch = torch.stack([clf(feats[:, i]) for i, clf in enumerate(self.classifiers)], dim=1)
-        slide_feat = self.dropout((attn.mean(1, keepdim=True) @ h).squeeze(1))
+        slide_feat = self.dropout(pooled[:, -1])
         return ACMILOutput(branch, self.slide_classifier(slide_feat), logits)
 
 
@@ -283,7 +285,7 @@ class ABMIL(MILHead):
     def forward_tensors(self, x: Tensor, mask: Tensor | None = None) -> ABMILOutput:  # type: ignore[override]
         """``x [B, N, D]`` (or ``[N, D]``), ``mask [B, N]`` -> logits ``[B, C]``, attention ``[B, N]``."""
         x, mask = _check_bags(x, mask, self.in_dim, "ABMIL")
-        h = F.relu(self.reduce(x))
+        h = F.relu(self.reduce(x), inplace=True)
         logits = self.attention(h)[:, 0]  # [B, N]
         if mask is not None:
             logits = logits.masked_fill(~mask, float("-inf"))

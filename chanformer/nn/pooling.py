@@ -67,8 +67,11 @@ class GatedAttention(nn.Module):
         self.score = nn.Linear(attn_dim, n_branches, **kw)
 
     def forward(self, h: Tensor) -> Tensor:
-        a = torch.tanh(self.value(h)) * torch.sigmoid(self.gate(h))
-        return self.score(a).transpose(-1, -2)
+        # value and gate as one matrix product: one pass over h forward and one gradient for h backward
+        weight = torch.cat([self.value.weight, self.gate.weight])
+        bias = torch.cat([self.value.bias, self.gate.bias])
+        value, gate = nn.functional.linear(h, weight, bias).chunk(2, dim=-1)
+        return self.score(torch.tanh(value) * torch.sigmoid(gate)).transpose(-1, -2)
 
 
 def _weighted_stats(x: Tensor, w: Tensor, eps: float) -> tuple[Tensor, Tensor]:
@@ -81,7 +84,8 @@ class AttentiveStatisticsPooling(nn.Module):
     """Attention-weighted mean and std over time: ``[B, C, T] -> [B, 2C, 1]``.
 
     With ``global_context`` the attention also sees the utterance's masked mean and std
-    (tiled over time). Padded frames get zero attention.
+    (as if tiled over time; computed once per utterance, :class:`TDNNBlock`'s ``context``). Padded
+    frames get zero attention.
     """
 
     def __init__(self, channels: int, attention_channels: int = 128, global_context: bool = True, **kw: Any) -> None:
@@ -92,12 +96,10 @@ class AttentiveStatisticsPooling(nn.Module):
         self.conv = nn.Conv1d(attention_channels, channels, 1, **kw)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        m = mask[:, None].to(x.dtype)  # [B, 1, T]
-        steps = x.shape[-1]
-        attn = x
-        if self.global_context:
-            mean, std = _weighted_stats(x, m / m.sum(dim=2, keepdim=True), self.eps)
-            attn = torch.cat([x, mean[..., None].expand(-1, -1, steps), std[..., None].expand(-1, -1, steps)], dim=1)
-        scores = self.conv(torch.tanh(self.tdnn(attn))).masked_fill(~mask[:, None], float("-inf"))
+        context = None
+        if self.global_context:  # the utterance mean and std, constant over time (TDNNBlock's context)
+            m = mask[:, None].to(x.dtype)  # [B, 1, T]
+            context = torch.cat(_weighted_stats(x, m / m.sum(dim=2, keepdim=True), self.eps), dim=1)
+        scores = self.conv(torch.tanh(self.tdnn(x, context))).masked_fill(~mask[:, None], float("-inf"))
         mean, std = _weighted_stats(x, torch.softmax(scores, dim=2), self.eps)
         return torch.cat([mean, std], dim=1)[..., None]

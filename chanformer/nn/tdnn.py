@@ -56,9 +56,25 @@ class TDNNBlock(nn.Module):
         self.norm = nn.BatchNorm1d(out_channels, **kw)
         self.dropout = nn.Dropout1d(dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """``x [B, C_x, T]``; ``context [B, C_in - C_x]``: further input channels that are constant over
+        time, as if appended to ``x``'s channels tiled over the frames (ECAPA's pooling appends the
+        utterance mean and std). Their share of the convolution is the same for every frame, so it is
+        computed once per sequence, not per frame (weights summed over the taps: the reflect-padded
+        constant stays constant)."""
         if self.pad:
             if x.shape[-1] <= self.pad:
                 raise ValueError(f"TDNN block needs more than {self.pad} frames for reflect padding, got {x.shape[-1]}")
             x = nn.functional.pad(x, (self.pad, self.pad), mode="reflect")
-        return self.dropout(self.norm(self.activation(self.conv(x))))
+        if context is None:
+            y = self.conv(x)
+        else:
+            if self.conv.groups != 1 or x.shape[1] + context.shape[1] != self.conv.in_channels:
+                raise ValueError(
+                    f"TDNNBlock(context=...): needs groups=1 and {self.conv.in_channels} input channels in all, "
+                    f"got {x.shape[1]} + {context.shape[1]}"
+                )
+            w_x, w_ctx = self.conv.weight.split([x.shape[1], context.shape[1]], dim=1)
+            y = nn.functional.conv1d(x, w_x, self.conv.bias, dilation=self.conv.dilation)
+            y = y + (context @ w_ctx.sum(-1).t())[..., None]
+        return self.dropout(self.norm(self.activation(y)))
