@@ -22,9 +22,10 @@ attention; query head ``h`` uses key head ``h // (H / H_kv)``).
 
 :func:`mvpa_reference` materialises one ``[B, H, N, N]`` logit tensor (plus the softmax output) and
 builds the relative terms from ``[B, H, N, T]`` and ``[B, H, N, C]`` products with the small tables,
-gathered and broadcast into the logits in place. The time window, causal and padding masks are
-applied as broadcast ``[T, T]``/``[B, C]`` booleans, never as ``N x N`` masks. It computes in the
-inputs' dtype (float32 in the tests; float64 runs here only).
+gathered and broadcast into the logits (two passes over the ``N x N`` tensor: ``addcmul``, ``add_``;
+no in-place step on a view, which autograd would pay for with whole-tensor copies). The time window
+and the causal mask live in a broadcast ``[T, T]`` weight and in the time term, the padding mask is a
+``[B, C]`` boolean: no ``N x N`` mask. It computes in the inputs' dtype (float32 in the tests; float64 runs here only).
 """
 
 from __future__ import annotations
@@ -145,33 +146,37 @@ def mvpa_reference(
     def biased(bias: Tensor) -> Tensor:
         return qg + bias.to(qg.dtype)[:, None, None, :]
 
-    if content_bias is not None:
-        logits = torch.matmul(biased(content_bias), k.reshape(b, h_kv, 1, n, hd).transpose(-1, -2))
-    else:
-        logits = qg.new_zeros(b, h_kv, g, n, n)
-    grid = logits.view(b, h_kv, g, t, c, t, c)  # [..., t, c, t', c'] view of the [N, N] logits
     seg = torch.arange(t, device=q.device)
-    if content_bias is not None and window is not None:
-        far = (seg[:, None] - seg[None, :]).abs() > window
-        far[-1] = False  # the last segment's queries see every key's content
-        grid.masked_fill_(far[:, None, :, None], 0.0)
-
-    time_logits = torch.matmul(biased(time_bias), time_keys.to(qg.dtype)[None, :, None].transpose(-1, -2))
+    future = seg[None, :] > seg[:, None]  # [t, t'] keys in later segments (causal mask)
+    neg = torch.finfo(qg.dtype).min
+    # Each term is scaled before the sum (= scale * sum up to rounding), and the causal mask rides on
+    # the small time term: a future key's logit is `neg` plus a finite channel term, 0 after the softmax.
+    # The [N, N] logits are then written in two passes (addcmul, add_) on a fresh tensor.
+    time_logits = torch.matmul(biased(time_bias), time_keys.to(qg.dtype)[None, :, None].transpose(-1, -2)) * scale
     tidx = relative_time_index(t, q.device).view(1, 1, 1, t, 1, t).expand(b, h_kv, g, t, c, t)
-    grid.add_(time_logits.view(b, h_kv, g, t, c, t).gather(-1, tidx).unsqueeze(-1))
+    time_term = time_logits.view(b, h_kv, g, t, c, t).gather(-1, tidx).masked_fill(future[:, None, :], neg)
 
     r = chan_keys.shape[-2]
-    chan_logits = torch.matmul(biased(chan_bias), chan_keys.to(qg.dtype)[None, :, None].transpose(-1, -2))
+    chan_logits = torch.matmul(biased(chan_bias), chan_keys.to(qg.dtype)[None, :, None].transpose(-1, -2)) * scale
     cidx = chan_index.view(b, 1, 1, 1, c, c).expand(b, h_kv, g, t, c, c)
-    grid.add_(chan_logits.view(b, h_kv, g, t, c, r).gather(-1, cidx).unsqueeze(-2))
+    chan_term = chan_logits.view(b, h_kv, g, t, c, r).gather(-1, cidx)
 
-    logits.mul_(scale)
-    neg = torch.finfo(logits.dtype).min
-    future = seg[None, :] > seg[:, None]
-    grid.masked_fill_(future[:, None, :, None], neg)
+    # [..., t, c, t', c'] grid of the [N, N] logits
+    if content_bias is not None:
+        content = torch.matmul(biased(content_bias), k.reshape(b, h_kv, 1, n, hd).transpose(-1, -2))
+        keep = ~future  # content term kept: past and present segments within the window
+        if window is not None:
+            far = (seg[:, None] - seg[None, :]).abs() > window
+            far[-1] = False  # the last segment's queries see every key's content
+            keep &= ~far
+        weight = keep.to(qg.dtype)[:, None, :, None] * scale
+        grid = torch.addcmul(time_term.unsqueeze(-1), content.view(b, h_kv, g, t, c, t, c), weight)
+        grid.add_(chan_term.unsqueeze(-2))
+    else:
+        grid = time_term.unsqueeze(-1) + chan_term.unsqueeze(-2)
     if key_mask is not None:
         grid.masked_fill_(~key_mask.view(b, 1, 1, 1, 1, 1, c), neg)
-    probs = torch.softmax(logits, dim=-1)
+    probs = torch.softmax(grid.view(b, h_kv, g, n, n), dim=-1)
     if dropout_p > 0.0:
         probs = F.dropout(probs, p=dropout_p)
     out = torch.matmul(probs, v.reshape(b, h_kv, 1, n, hd))  # [B, H_kv, G, N, hd]
