@@ -7,6 +7,7 @@ import io
 import os
 import re
 import sys
+import typing
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,6 +52,7 @@ class ChanformerCLI(LightningCLI):
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        _parse_ints_as_ints(parser)
         if subcommand in ("test", "validate"):  # our results table replaces Lightning's (--verbose=true: both)
             parser.set_defaults(verbose=False)
         return parser
@@ -194,6 +196,32 @@ class ChanformerCLI(LightningCLI):
         if not metrics or not self.trainer.is_global_zero:
             return
         _print_results(metrics, cfg.get("ckpt_path") or "current", stage="test" if prefix == "test" else "validation")
+
+
+def _int_first_union(args: tuple[Any, ...]) -> Any:
+    """``Union[args]`` in exactly this order. ``typing`` caches unions by their unordered set of
+    members, so ``Union[int, float]`` can come back as ``Union[float, int]`` when some library
+    (scikit-learn, for one) built that first; the raw constructor bypasses the cache."""
+    getitem = type(typing.Union).__getitem__
+    raw = getattr(getitem, "__wrapped__", None)
+    return raw(typing.Union, args) if raw is not None else None
+
+
+def _parse_ints_as_ints(parser: LightningArgumentParser) -> None:
+    """Make ``int | float`` arguments try ``int`` first, whatever order ``typing`` handed out.
+
+    Lightning reads ``limit_train_batches=1`` as one batch but ``1.0`` as all of them; with the
+    members in the order ``float, int`` the parser turned the ``1`` a user wrote into ``1.0``
+    (seen whenever scikit-learn was imported before the CLI parsed, e.g. in a notebook).
+    """
+    for action in parser._actions:
+        hint = getattr(action, "_typehint", None)
+        args = getattr(hint, "__args__", ())
+        if typing.get_origin(hint) is typing.Union and int in args and float in args and args.index(float) < args.index(int):
+            ordered = (int, float, *(a for a in args if a not in (int, float)))
+            fixed = _int_first_union(ordered)
+            if fixed is not None:
+                action._typehint = fixed  # type: ignore[attr-defined]
 
 
 def _default_logger(run_dir: Path) -> Any:

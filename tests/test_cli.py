@@ -102,3 +102,26 @@ def test_default_recipe_reaches_095(tmp_path):
     proc = _cli("fit", f"--trainer.default_root_dir={tmp_path}", timeout=900)
     line = next(ln for ln in proc.stdout.splitlines() if "test/acc " in ln or "test/acc│" in ln.replace(" ", ""))
     assert float(line.split()[-2]) >= 0.95, line
+
+
+def test_integer_batch_limits_stay_integers_whatever_typing_cached(tmp_path):
+    """``typing`` caches unions by their set of members: when a library imported before Lightning
+    (scikit-learn, for one) has built ``Optional[Union[float, int]]``, Lightning's ``int | float``
+    arguments come back float-first and ``--trainer.limit_train_batches=1`` (one batch) was parsed
+    as ``1.0`` (every batch). The CLI must read what the user wrote. A fresh interpreter, because
+    the trap depends on what was imported first."""
+    code = f"""
+import sklearn.neighbors  # imported first, as in a notebook: this is what set the trap (scikit-learn 1.x)
+from chanformer.cli.lightning_cli import run_lightning_cli
+from chanformer.cli.main import DEFAULT_RECIPE, resolve_config
+cli = run_lightning_cli(["fit", "--config", resolve_config(DEFAULT_RECIPE), "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=0.5",
+    "--trainer.enable_progress_bar=false", "--trainer.logger=false", "--trainer.default_root_dir={tmp_path}",
+    "--model.init_args.export_dir={tmp_path / 'x'}", "--test_after_fit=false"])
+t = cli.trainer
+print("LIMITS", repr(t.limit_train_batches), repr(t.limit_test_batches), t.global_step)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "LIMITS 1 0.5 1" in proc.stdout, proc.stdout
