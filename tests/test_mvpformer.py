@@ -331,3 +331,43 @@ def test_trains_with_64_channels_by_25_segments():
     assert feats.shape[:3] == (1, 25, 64)
     feats.pow(2).mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in enc.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("content, window", [(True, 3), (True, None), (False, 3)])
+def test_mvpa_reference_blocks_equal_one_block(content, window):
+    """The reference attends per block of query segments over their key prefix (causal); T = 25 gives
+    3 blocks. Values and gradients equal one block over all segments (float64)."""
+    from chanformer.kernels.mvpa import mvpa_reference, relative_channel_index
+    from chanformer.kernels.mvpa.reference import _attend_block
+
+    torch.manual_seed(0)
+    b, h, h_kv, t, c, hd = 2, 4, 2, 25, 3, 8
+    mask = torch.tensor([[True, True, True], [True, False, True]])
+    leaves = {
+        "q": torch.randn(b, h, t, c, hd), "k": torch.randn(b, h_kv, t, c, hd), "v": torch.randn(b, h_kv, t, c, hd),
+        "time_keys": torch.randn(h_kv, t, hd), "chan_keys": torch.randn(h_kv, c, hd),
+        "content_bias": torch.randn(h_kv, hd), "time_bias": torch.randn(h_kv, hd), "chan_bias": torch.randn(h_kv, hd),
+    }
+    leaves = {n: x.double().requires_grad_() for n, x in leaves.items()}
+    if not content:
+        del leaves["content_bias"]
+    p = dict(leaves)
+    index = relative_channel_index(mask)
+    blocked = mvpa_reference(
+        p["q"], p["k"], p["v"], p["time_keys"], p["chan_keys"], index, content_bias=p.get("content_bias"),
+        time_bias=p["time_bias"], chan_bias=p["chan_bias"], key_mask=mask, window=window, scale=0.3,
+    )
+    whole = _attend_block(
+        p["q"].reshape(b, h_kv, h // h_kv, t, c, hd), p["k"].unsqueeze(2), p["v"].unsqueeze(2), 0, t,
+        p["time_keys"], p["chan_keys"], index, p.get("content_bias"), p["time_bias"], p["chan_bias"], mask,
+        window, 0.3, 0.0,
+    ).reshape(b, h, t, c, hd)
+    real = mask[:, None, None, :, None].double()  # padded channels' queries are not used
+    torch.testing.assert_close(blocked * real, whole * real)
+    grad_out = torch.randn_like(blocked) * real
+    for a, w in zip(torch.autograd.grad(blocked, list(p.values()), grad_out, allow_unused=True),
+                    torch.autograd.grad(whole, list(p.values()), grad_out, allow_unused=True)):
+        if a is None or w is None:
+            assert a is None and w is None  # k without the content term
+        else:
+            torch.testing.assert_close(a, w)

@@ -20,12 +20,14 @@ channel of earlier segments and of the same segment is visible) and over padded 
 soft-maxed over all ``N`` keys. Keys/values are shared by groups of query heads (grouped-query
 attention; query head ``h`` uses key head ``h // (H / H_kv)``).
 
-:func:`mvpa_reference` materialises one ``[B, H, N, N]`` logit tensor (plus the softmax output) and
+:func:`mvpa_reference` materialises the ``[B, H, N, N]`` logits (plus the softmax output) per block of
+query segments, against only the keys those segments can see (segment-causal), and
 builds the relative terms from ``[B, H, N, T]`` and ``[B, H, N, C]`` products with the small tables,
 gathered and broadcast into the logits (two passes over the ``N x N`` tensor: ``addcmul``, ``add_``;
 no in-place step on a view, which autograd would pay for with whole-tensor copies). The time window
 and the causal mask live in a broadcast ``[T, T]`` weight and in the time term, the padding mask is a
-``[B, C]`` boolean: no ``N x N`` mask. It computes in the inputs' dtype (float32 in the tests; float64 runs here only).
+``[B, C]`` boolean: no ``N x N`` mask. It computes in the inputs' dtype (float32 in the tests; float64 runs
+here only).
 """
 
 from __future__ import annotations
@@ -139,45 +141,72 @@ def mvpa_reference(
         raise ValueError(
             f"mvpa(time_keys=...): expected {t} rows (one per segment), got {time_keys.shape[-2]}"
         )
-    g, n = h // h_kv, t * c
+    g = h // h_kv
     scale = hd**-0.5 if scale is None else scale
-    qg = q.reshape(b, h_kv, g, n, hd)  # query head kv * g + j shares key head kv
+    qg = q.reshape(b, h_kv, g, t, c, hd)  # query head kv * g + j shares key head kv
+    kg, vg = k.unsqueeze(2), v.unsqueeze(2)  # [B, H_kv, 1, T, C, hd]
+    # Causal over segments: queries of segments [t0, t1) see only the keys of segments [0, t1), so the
+    # logits are built per block of query segments against that key prefix (up to 4 blocks of at least 8
+    # segments; T = 25 in 3 blocks skips a third of the [N, N] products that the causal mask would zero).
+    n_blocks = max(1, min(4, t // 8))
+    bounds = [t * i // n_blocks for i in range(n_blocks + 1)]
+    out = [
+        _attend_block(qg[:, :, :, t0:t1], kg[:, :, :, :t1], vg[:, :, :, :t1], t0, t, time_keys, chan_keys,
+                      chan_index, content_bias, time_bias, chan_bias, key_mask, window, scale, dropout_p)
+        for t0, t1 in zip(bounds[:-1], bounds[1:])
+    ]
+    return torch.cat(out, dim=3).view(b, h, t, c, hd)
+
+
+def _attend_block(
+    q: Tensor, k: Tensor, v: Tensor, t0: int, n_times: int, time_keys: Tensor, chan_keys: Tensor, chan_index: Tensor,
+    content_bias: Tensor | None, time_bias: Tensor, chan_bias: Tensor, key_mask: Tensor | None, window: int | None,
+    scale: float, dropout_p: float,
+) -> Tensor:
+    """:func:`mvpa_reference` for the queries of segments ``[t0, t0 + tq)`` (``q [B, H_kv, G, tq, C, hd]``)
+    over the keys of segments ``[0, tk)`` (``k, v [B, H_kv, 1, tk, C, hd]``); ``n_times`` = ``T`` of
+    the whole sequence. Returns ``[B, H_kv, G, tq, C, hd]``."""
+    b, h_kv, g, tq, c, hd = q.shape
+    tk = k.shape[3]
+    qg = q.reshape(b, h_kv, g, tq * c, hd)
 
     def biased(bias: Tensor) -> Tensor:
         return qg + bias.to(qg.dtype)[:, None, None, :]
 
-    seg = torch.arange(t, device=q.device)
-    future = seg[None, :] > seg[:, None]  # [t, t'] keys in later segments (causal mask)
+    seg_q = torch.arange(t0, t0 + tq, device=q.device)
+    seg_k = torch.arange(tk, device=q.device)
+    future = seg_k[None, :] > seg_q[:, None]  # [tq, tk] keys in later segments (causal mask)
     neg = torch.finfo(qg.dtype).min
     # Each term is scaled before the sum (= scale * sum up to rounding), and the causal mask rides on
     # the small time term: a future key's logit is `neg` plus a finite channel term, 0 after the softmax.
-    # The [N, N] logits are then written in two passes (addcmul, add_) on a fresh tensor.
+    # The logits are then written in two passes (addcmul, add_) on a fresh tensor.
     time_logits = torch.matmul(biased(time_bias), time_keys.to(qg.dtype)[None, :, None].transpose(-1, -2)) * scale
-    tidx = relative_time_index(t, q.device).view(1, 1, 1, t, 1, t).expand(b, h_kv, g, t, c, t)
-    time_term = time_logits.view(b, h_kv, g, t, c, t).gather(-1, tidx).masked_fill(future[:, None, :], neg)
+    tidx = relative_time_index(n_times, q.device)[t0 : t0 + tq, :tk]
+    tidx = tidx.view(1, 1, 1, tq, 1, tk).expand(b, h_kv, g, tq, c, tk)
+    time_term = time_logits.view(b, h_kv, g, tq, c, n_times).gather(-1, tidx).masked_fill(future[:, None, :], neg)
 
     r = chan_keys.shape[-2]
     chan_logits = torch.matmul(biased(chan_bias), chan_keys.to(qg.dtype)[None, :, None].transpose(-1, -2)) * scale
-    cidx = chan_index.view(b, 1, 1, 1, c, c).expand(b, h_kv, g, t, c, c)
-    chan_term = chan_logits.view(b, h_kv, g, t, c, r).gather(-1, cidx)
+    cidx = chan_index.view(b, 1, 1, 1, c, c).expand(b, h_kv, g, tq, c, c)
+    chan_term = chan_logits.view(b, h_kv, g, tq, c, r).gather(-1, cidx)
 
-    # [..., t, c, t', c'] grid of the [N, N] logits
+    # [..., t, c, t', c'] grid of the [tq * C, tk * C] logits
     if content_bias is not None:
-        content = torch.matmul(biased(content_bias), k.reshape(b, h_kv, 1, n, hd).transpose(-1, -2))
+        content = torch.matmul(biased(content_bias), k.reshape(b, h_kv, 1, tk * c, hd).transpose(-1, -2))
         keep = ~future  # content term kept: past and present segments within the window
         if window is not None:
-            far = (seg[:, None] - seg[None, :]).abs() > window
-            far[-1] = False  # the last segment's queries see every key's content
+            far = (seg_q[:, None] - seg_k[None, :]).abs() > window
+            far[seg_q == n_times - 1] = False  # the last segment's queries see every key's content
             keep &= ~far
         weight = keep.to(qg.dtype)[:, None, :, None] * scale
-        grid = torch.addcmul(time_term.unsqueeze(-1), content.view(b, h_kv, g, t, c, t, c), weight)
+        grid = torch.addcmul(time_term.unsqueeze(-1), content.view(b, h_kv, g, tq, c, tk, c), weight)
         grid.add_(chan_term.unsqueeze(-2))
     else:
         grid = time_term.unsqueeze(-1) + chan_term.unsqueeze(-2)
     if key_mask is not None:
         grid.masked_fill_(~key_mask.view(b, 1, 1, 1, 1, 1, c), neg)
-    probs = torch.softmax(grid.view(b, h_kv, g, n, n), dim=-1)
+    probs = torch.softmax(grid.view(b, h_kv, g, tq * c, tk * c), dim=-1)
     if dropout_p > 0.0:
         probs = F.dropout(probs, p=dropout_p)
-    out = torch.matmul(probs, v.reshape(b, h_kv, 1, n, hd))  # [B, H_kv, G, N, hd]
-    return out.view(b, h, t, c, hd)
+    out = torch.matmul(probs, v.reshape(b, h_kv, 1, tk * c, hd))  # [B, H_kv, G, tq * C, hd]
+    return out.view(b, h_kv, g, tq, c, hd)
