@@ -352,9 +352,7 @@ class BCIIVDataset(EEGWindowDataset):
 
     def window_info(self, idx: int) -> dict[str, Any]:
         """Subject, session, official split, trial, rejected flag, class name, cue onset (s) and file."""
-        idx = int(idx) % len(self)
-        rec = int(self.recording_of[idx])
-        j = idx - int(self.offsets[rec])
+        idx, rec, j = self.locate(idx)
         return {
             "subject": int(self.window_subjects[idx]),
             "session": str(self.window_sessions[idx]),

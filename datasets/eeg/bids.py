@@ -188,9 +188,7 @@ class BIDSEEGDataset(EEGWindowDataset):
 
     def window_info(self, idx: int) -> dict[str, Any]:
         """Subject, session, task, run, label (events mode), onset (s) and file of window ``idx``."""
-        idx = int(idx) % len(self)
-        rec = int(self.recording_of[idx])
-        j = idx - int(self.offsets[rec])
+        idx, rec, j = self.locate(idx)
         out: dict[str, Any] = {
             "subject": str(self.window_subjects[idx]),
             "session": str(self.window_sessions[idx]),

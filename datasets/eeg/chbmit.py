@@ -339,8 +339,7 @@ class CHBMITDataset(SeizureWindowDataset):
 
     def window_info(self, idx: int) -> dict[str, Any]:
         """Case, patient, file, onset (s), label name and path of window ``idx``."""
-        idx = int(idx) % len(self)
-        rec = int(self.recording_of[idx])
+        idx, rec, _ = self.locate(idx)
         return {
             "subject": str(self.window_subjects[idx]),
             "patient": str(self.window_patients[idx]),

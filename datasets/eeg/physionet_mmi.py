@@ -283,9 +283,7 @@ class PhysionetMMIDataset(EEGWindowDataset):
 
     def window_info(self, idx: int) -> dict[str, Any]:
         """Subject, run, run type, class name, onset (s) and file of window ``idx``."""
-        idx = int(idx) % len(self)
-        rec = int(self.recording_of[idx])
-        j = idx - int(self.offsets[rec])
+        idx, rec, j = self.locate(idx)
         return {
             "subject": int(self.window_subjects[idx]),
             "run": int(self.window_runs[idx]),

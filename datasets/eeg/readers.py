@@ -609,19 +609,21 @@ class EEGWindowDataset(Dataset[ChannelSample]):
     def targets(self) -> np.ndarray:
         return np.concatenate(self.labels)
 
-    def describe_sample(self, idx: int) -> str:
-        """``FILE, window j at 12.5 s``: where window ``idx`` was cut (for error messages)."""
+    def locate(self, idx: int) -> tuple[int, int, int]:
+        """Window ``idx`` (negative counts from the end) as ``(idx, recording, window j in it)``."""
         idx = int(idx) % len(self)
         rec = int(self.recording_of[idx])
-        j = idx - int(self.offsets[rec])
+        return idx, rec, idx - int(self.offsets[rec])
+
+    def describe_sample(self, idx: int) -> str:
+        """``FILE, window j at 12.5 s``: where window ``idx`` was cut (for error messages)."""
+        idx, rec, j = self.locate(idx)
         return f"{self.sources[rec]}, window {j} at {float(self.onsets[rec][j]):.3f} s"
 
     def __getitem__(self, idx: int) -> ChannelSample:
         if not -len(self) <= idx < len(self):
             raise IndexError(f"window {idx} out of range for {len(self)} windows")
-        idx %= len(self)
-        rec = int(self.recording_of[idx])
-        j = idx - int(self.offsets[rec])
+        idx, rec, j = self.locate(idx)
         target = torch.tensor(int(self.labels[rec][j])) if self.mode == "events" else None
         return ChannelSample(
             values=torch.from_numpy(self.values[rec][j]),

@@ -445,9 +445,8 @@ class SeizureWindowDataset(EEGWindowDataset):
 
     def __getitem__(self, idx: int) -> ChannelSample:
         sample = super().__getitem__(idx)
-        idx %= len(self)
-        rec = int(self.recording_of[idx])
-        sample.target = torch.tensor(int(self.labels[rec][idx - int(self.offsets[rec])]))
+        _, rec, j = self.locate(idx)
+        sample.target = torch.tensor(int(self.labels[rec][j]))
         return sample
 
 

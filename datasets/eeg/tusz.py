@@ -285,8 +285,7 @@ class TUSZDataset(SeizureWindowDataset):
 
     def window_info(self, idx: int) -> dict[str, Any]:
         """Split, subject, session, montage folder, file, onset (s), label name and path of window ``idx``."""
-        idx = int(idx) % len(self)
-        rec = int(self.recording_of[idx])
+        idx, rec, _ = self.locate(idx)
         return {
             "split": str(self.window_splits[idx]),
             "subject": str(self.window_subjects[idx]),
