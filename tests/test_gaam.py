@@ -209,3 +209,37 @@ def test_stable_mode_matches_and_never_underflows():
         w = stable(100 * x, m, True)[1]
         torch.testing.assert_close(w.sum(1), torch.ones(2, 6))
     assert plain(x, one, True)[1].sum() == 0
+
+
+@pytest.mark.parametrize("stable", [False, True])
+def test_one_exponent_equals_the_product_of_gaussians(stable):
+    """The layer folds the G Gaussians into one completed square; values and gradients must equal
+    the per-Gaussian product of the formula, also with spread offsets and narrow or wide scales."""
+    torch.manual_seed(3)
+    layer = MultiHeadGaussianAdaptiveAttention(
+        norm_axis=1, num_heads=3, num_gaussians=4, head_axis=2, stable=stable
+    ).double()
+    with torch.no_grad():
+        layer.mean_offsets.normal_(0, 1.5)
+        layer.scales.copy_(torch.tensor([[0.3, 1.0, 4.0, 0.8], [2.0, 0.5, 1.5, 3.0], [1.0, 1.0, 0.7, 6.0]]))
+    x = (2 * torch.randn(4, 9, 9, dtype=torch.float64)).requires_grad_()
+    out = layer(x)
+    x_ref = x.detach().clone().requires_grad_()
+    parts = []
+    for h, xc in enumerate(x_ref.split(3, 2)):  # heads own feature chunks; statistics over axis 1
+        if stable:  # the softmax of the summed log-densities
+            mean, std = xc.mean(1, keepdim=True), (xc.var(1, keepdim=True) + 1e-8).sqrt()
+            logit = sum(
+                -(((xc - (mean + o)) / std) ** 2) / (2 * c**2)
+                for o, c in zip(layer.mean_offsets[h], layer.scales[h])
+            )
+            parts.append(xc * torch.softmax(logit, 1))
+        else:
+            parts.append(_ref_head(xc, layer.mean_offsets[h], layer.scales[h], 1, None)[0])
+    ref = torch.cat(parts, 2)
+    torch.testing.assert_close(out, ref, atol=1e-12, rtol=1e-10)
+    probe = torch.randn_like(out)
+    grads = torch.autograd.grad((out * probe).sum(), [x, layer.mean_offsets, layer.scales])
+    ref_grads = torch.autograd.grad((ref * probe).sum(), [x_ref, layer.mean_offsets, layer.scales])
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-8)

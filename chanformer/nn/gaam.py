@@ -80,6 +80,13 @@ def _axis(axis: int, ndim: int, name: str) -> int:
     return axis % ndim
 
 
+def _sum(terms: list[Tensor]) -> Tensor:
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total
+
+
 def _head_sizes(size: int, num_heads: int) -> list[int]:
     if size < num_heads:
         raise ValueError(f"num_heads={num_heads} heads cannot split an axis of size {size}")
@@ -243,13 +250,18 @@ class MultiHeadGaussianAdaptiveAttention(nn.Module):
             mean = (xm * mf).sum(ax, keepdim=True) / n.clamp_min(1.0)
             centred = (xm - mean) * mf
         var = centred.square().sum(ax, keepdim=True) / (n - 1.0).clamp_min(1.0) + self.eps
-        std = var.sqrt()
+        # The G Gaussians share x, mean and var, so the exponent of their product is one quadratic
+        # in x: sum_g k_g (x - mean - o_g)^2 / var = A (x - mean - s)^2 / var + P / var, with
+        # k_g = 1 / (2 c_g^2), A = sum k_g, s = sum k_g o_g / A and P = sum k_g (s - o_g)^2 >= 0
+        # (completed square: no cancellation). A, s and P are parameter-sized, so the full-size
+        # tensor sees a handful of elementwise ops instead of ~8 per Gaussian, forward and backward.
+        k = [0.5 / c.square() for c in scales]
+        a = _sum(k)
+        s = _sum([kg * o for kg, o in zip(k, offsets)]) / a
+        quad = ((x - (mean + s)) * (a / var).sqrt()).square()
         if self.stable:
-            # log of the Gaussian product up to a constant, normalised by a softmax
-            terms = [-((x - (mean + o)) / std).square() / (2.0 * c.square()) for o, c in zip(offsets, scales)]
-            logit = terms[0]
-            for t in terms[1:]:
-                logit = logit + t
+            # log of the Gaussian product up to terms constant along ax, normalised by a softmax
+            logit = -quad
             if m is not None:
                 any_present = m.any(ax, keepdim=True)
                 logit = torch.where(any_present, logit.masked_fill(~m, float("-inf")), 0.0)
@@ -257,14 +269,10 @@ class MultiHeadGaussianAdaptiveAttention(nn.Module):
             if m is not None:
                 weight = weight.masked_fill(~m, 0.0)
         else:
-            dens = [
-                torch.exp(-((x - (mean + o)) / std).square() / (2.0 * c.square()))
-                / torch.sqrt(2.0 * math.pi * c.square())
-                for o, c in zip(offsets, scales)
-            ]
-            mixture = dens[0]
-            for d in dens[1:]:
-                mixture = mixture * d
+            # the original's product of normalised densities, as one exp (same value up to rounding)
+            p = _sum([kg * (s - o).square() for kg, o in zip(k, offsets)])
+            log_norm = _sum([0.5 * torch.log(2.0 * math.pi * c.square()) for c in scales])
+            mixture = torch.exp(-(quad + (p / var + log_norm)))
             if m is not None:
                 mixture = mixture.masked_fill(~m, 0.0)
             weight = mixture / mixture.sum(ax, keepdim=True).clamp_min(self.eps)

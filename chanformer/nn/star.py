@@ -46,8 +46,12 @@ class STAR(nn.Module):
             pooled = torch.gather(core, 1, idx)  # [B, 1, d_core]
         else:
             pooled = (core * weights).sum(1, keepdim=True)
-        fused = torch.cat([x, pooled.expand(-1, x.shape[1], -1)], dim=-1)
-        return self.out(F.gelu(self.fuse(fused)))
+        # fuse(cat[x, pooled]) without the cat: the pooled core is one row per sample, so its
+        # share of the product is computed once per sample and broadcast over the N tokens
+        d = x.shape[-1]
+        weight = self.fuse.weight
+        fused = F.linear(x, weight[:, :d]) + F.linear(pooled, weight[:, d:], self.fuse.bias)
+        return self.out(F.gelu(fused))
 
 
 class STARLayer(RenamedKeys):
