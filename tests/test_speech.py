@@ -322,3 +322,34 @@ def test_speaker_task_embeds_every_microphone_through_the_batch():
     loss, _, _ = task.compute(batch)
     loss.backward()
     assert torch.isfinite(loss) and task.encoder.blocks[0].conv.weight.grad.abs().sum() > 0
+
+
+def test_speaker_task_warmup_cosine_schedule():
+    """lr_schedule='warmup_cosine': linear warmup over warmup_epochs, then a cosine to lr_floor
+    at the last optimiser step, stepped per step; wrong settings are refused by name."""
+    from chanformer.tasks.speaker import SpeakerVerificationTask, warmup_cosine_factor
+
+    assert [warmup_cosine_factor(s, 3, 10) for s in range(3)] == pytest.approx([0.25, 0.5, 0.75])
+    assert warmup_cosine_factor(3, 3, 10) == pytest.approx(1.0)
+    assert warmup_cosine_factor(10, 3, 10, floor=0.1) == pytest.approx(0.1)
+    assert warmup_cosine_factor(99, 3, 10) == pytest.approx(0.0)
+    assert warmup_cosine_factor(0, 0, 4) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        warmup_cosine_factor(0, 5, 5)
+    task = SpeakerVerificationTask(num_classes=3, encoder="ecapa_tdnn_test", lr_schedule="warmup_cosine",
+                                   warmup_epochs=0.5, lr_floor=0.05,
+                                   optimizer=lambda p: torch.optim.SGD(p, lr=1.0))
+    opt = task.optimizer_factory(task.parameters())
+    sched = task.warmup_cosine(opt, total_steps=20, steps_per_epoch=4.0)  # 2 warmup steps
+    lrs = []
+    for _ in range(21):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:])) and lrs[20] == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        SpeakerVerificationTask(num_classes=3, lr_schedule="cosine")
+    with pytest.raises(ValueError, match="lr_scheduler"):
+        SpeakerVerificationTask(num_classes=3, lr_schedule="warmup_cosine",
+                                lr_scheduler=lambda o: torch.optim.lr_scheduler.StepLR(o, 1))

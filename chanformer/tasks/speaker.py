@@ -19,7 +19,19 @@ from chanformer.eval.verification import compute_eer, compute_min_dcf, cosine_sc
 from chanformer.tasks.base import ChannelTask
 from chanformer.transforms.audio import Fbank, sentence_mean_norm
 
-__all__ = ["AAMSoftmax", "SpeakerVerificationTask", "utterance_statistics"]
+__all__ = ["AAMSoftmax", "SpeakerVerificationTask", "utterance_statistics", "warmup_cosine_factor"]
+
+
+def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, floor: float = 0.0) -> float:
+    """Learning-rate multiplier at optimiser step ``step`` (0-based) of a schedule that rises
+    linearly from ``1 / (warmup_steps + 1)`` to 1 over ``warmup_steps`` steps, then follows half a
+    cosine from 1 down to ``floor`` at ``total_steps`` (and stays at ``floor`` after it)."""
+    if total_steps < 1 or not 0 <= warmup_steps < total_steps:
+        raise ValueError(f"warmup_cosine_factor: need 0 <= warmup_steps ({warmup_steps}) < total_steps ({total_steps})")
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    t = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 def utterance_statistics(wav: Tensor, fbank: Fbank | None = None) -> Tensor:
@@ -93,12 +105,19 @@ class SpeakerVerificationTask(ChannelTask):
         score_norm: ``"none"`` or ``"snorm"`` (also report s-normalised scores).
         cohort_top_k: adaptive s-norm: keep the ``top_k`` highest cohort scores.
         stats_baseline: also score the trials with :func:`utterance_statistics`.
+        lr_schedule: ``"none"`` (the optimiser's learning rate, or ``lr_scheduler`` stepped per
+            epoch) or ``"warmup_cosine"``: stepped every optimiser step, a linear warmup over
+            ``warmup_epochs`` epochs, then a cosine decay to ``lr_floor`` x the base rate at the
+            end of ``trainer.max_epochs`` (:func:`warmup_cosine_factor`; the trainer's
+            ``estimated_stepping_batches`` sets the length).
+        warmup_epochs / lr_floor: see ``lr_schedule``.
         **kwargs: see :class:`ChannelTask` (``encoder`` defaults to ``ecapa_tdnn_test``).
     """
 
     def __init__(self, *args: Any, num_classes: int | None = None, margin: float = 0.2, scale: float = 30.0,
                  p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0, score_norm: str = "snorm",
                  cohort_top_k: int | None = None, sample_rate: int = 16000, stats_baseline: bool = False,
+                 lr_schedule: str = "none", warmup_epochs: float = 1.0, lr_floor: float = 0.0,
                  **kwargs: Any) -> None:
         kwargs.setdefault("encoder", "ecapa_tdnn_test")
         self._num_classes_arg = num_classes
@@ -109,6 +128,13 @@ class SpeakerVerificationTask(ChannelTask):
         self.score_norm, self.cohort_top_k = score_norm, cohort_top_k
         self.sample_rate = int(sample_rate)
         self.stats_baseline = bool(stats_baseline)
+        if lr_schedule not in ("none", "warmup_cosine"):
+            raise ValueError(f"lr_schedule={lr_schedule!r}: use 'none' or 'warmup_cosine'")
+        if lr_schedule == "warmup_cosine" and kwargs.get("lr_scheduler") is not None:
+            raise ValueError("lr_schedule='warmup_cosine' replaces lr_scheduler: set only one")
+        if warmup_epochs < 0 or not 0.0 <= lr_floor <= 1.0:
+            raise ValueError(f"warmup_epochs={warmup_epochs} must be >= 0 and lr_floor={lr_floor} in [0, 1]")
+        self.lr_schedule, self.warmup_epochs, self.lr_floor = lr_schedule, float(warmup_epochs), float(lr_floor)
         super().__init__(*args, **kwargs)
         self.fbank = Fbank(sample_rate=self.sample_rate, n_mels=int(getattr(self.encoder, "input_size", 80)))
         self.stats_fbank = Fbank(sample_rate=self.sample_rate, n_mels=80)
@@ -129,6 +155,24 @@ class SpeakerVerificationTask(ChannelTask):
 
     def configure_metrics(self) -> MetricCollection:
         return MetricCollection({})
+
+    def configure_optimizers(self) -> Any:
+        if self.lr_schedule == "none":
+            return super().configure_optimizers()
+        opt = self.optimizer_factory(self.parameters())
+        total = int(self.trainer.estimated_stepping_batches)
+        epochs = self.trainer.max_epochs
+        if not epochs or epochs < 1 or total < 1:
+            raise ValueError("lr_schedule='warmup_cosine' needs a finite trainer.max_epochs")
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.warmup_cosine(opt, total, total / epochs),
+                                                   "interval": "step"}}
+
+    def warmup_cosine(self, opt: torch.optim.Optimizer, total_steps: int,
+                      steps_per_epoch: float) -> torch.optim.lr_scheduler.LambdaLR:
+        """The ``"warmup_cosine"`` schedule of ``opt`` over ``total_steps`` optimiser steps."""
+        warmup = min(int(round(self.warmup_epochs * steps_per_epoch)), total_steps - 1)
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: warmup_cosine_factor(step, warmup, total_steps, self.lr_floor))
 
     # -- features and embeddings -------------------------------------------------------------------
     def feature_batch(self, batch: ChannelBatch) -> ChannelBatch:
