@@ -1,5 +1,6 @@
 """``python -m benchmarks run --device cpu|cuda [--quick] [--json out.json] [--ops a,b] [--encoders a,b]``
-and ``python -m benchmarks originals --checkouts DIR [--quick] [--models a,b] [--repeats 5] [--json out.json]``."""
+``python -m benchmarks originals --checkouts DIR [--quick] [--models a,b] [--repeats 5] [--json out.json]``
+and ``python -m benchmarks floor --checkouts DIR [--models a,b] [--repeats 3] [--json out.json]``."""
 
 import argparse
 
@@ -24,11 +25,21 @@ def main() -> None:
     o.add_argument("--repeats", type=int, default=5, help="timed steps per side, interleaved (default 5)")
     o.add_argument("--modes", default="train,infer", help="train (forward+backward) and/or infer")
     o.add_argument("--json", default=None, help="also write the rows to this JSON file (atomically)")
+    f = sub.add_parser("floor", help="split each model's training step into dense products and the rest (CPU)")
+    f.add_argument("--checkouts", default=None, help="as for originals")
+    f.add_argument("--models", default=None, help="comma-separated converter names (default: all trained rows)")
+    f.add_argument("--repeats", type=int, default=3, help="profiled steps per side (median)")
+    f.add_argument("--json", default=None, help="also write the rows to this JSON file (atomically)")
     args = parser.parse_args()
 
     def names(s: str | None) -> list[str] | None:
         return None if s is None else [x for x in s.split(",") if x]
 
+    if args.command == "floor":
+        from benchmarks.floor import run_floor
+
+        run_floor(args.checkouts, names(args.models), args.repeats, args.json)
+        return
     if args.command == "originals":
         from benchmarks.originals import run_originals
 

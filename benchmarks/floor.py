@@ -1,0 +1,137 @@
+"""Where a training step's time goes, ours and the original's: the dense-product floor.
+
+``python -m benchmarks floor --checkouts DIR [--models a,b] [--repeats 3] [--json out.json]``
+
+For each original in :data:`benchmarks.originals.ORIGINALS` this builds the original and ours
+exactly as the side-by-side driver does (converted weights, same inputs), then profiles
+``repeats`` training steps of each (``torch.profiler``, self CPU time per aten op) and splits the
+time into
+
+* **dense products**: GEMMs (``mm``, ``addmm``, ``bmm``, ``baddbmm``), convolutions (forward and
+  backward) and fused attention (``_scaled_dot_product_*``), the work that a float32
+  implementation of the same model must do and that torch hands to oneDNN/MKL kernels;
+* **the rest**: elementwise ops, normalisations, copies, reductions, sampling, ...
+
+The **ceiling** is ``original step / our dense products``: the ratio ours would reach if everything
+but its dense products took no time at all. Where the ceiling is below a speed target, no change
+that keeps the arithmetic (float32, same products) can meet it. Profiled steps run a little slower
+than unprofiled ones (a few per cent from the profiler's per-op bookkeeping), on both sides.
+Run with one thread (``OMP_NUM_THREADS=1``) for stable numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from benchmarks.originals import ENV_VAR, ORIGINALS, Original, _step
+
+DENSE_OPS = frozenset({
+    "aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm",
+    "aten::mkldnn_convolution", "aten::convolution_backward", "aten::_convolution", "aten::_slow_conv2d_forward",
+    "aten::_scaled_dot_product_flash_attention_for_cpu", "aten::_scaled_dot_product_flash_attention_for_cpu_backward",
+})
+
+
+@dataclass
+class Floor:
+    name: str
+    label: str
+    original_ms: float  # profiled step, median over repeats
+    ours_ms: float
+    original_dense_ms: float
+    ours_dense_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.original_ms / self.ours_ms
+
+    @property
+    def ceiling(self) -> float:
+        """``inf`` for a model without dense products (e.g. GAAM: elementwise ops and reductions only)."""
+        return self.original_ms / self.ours_dense_ms if self.ours_dense_ms > 0 else float("inf")
+
+
+def split_step(step: Callable[[], None], repeats: int = 3) -> tuple[float, float]:
+    """Median (total, dense-product) self CPU time in ms of ``repeats`` profiled calls of ``step``."""
+    totals, dense = [], []
+    for _ in range(repeats):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        events = prof.key_averages()
+        totals.append(sum(e.self_cpu_time_total for e in events) / 1e3)
+        dense.append(sum(e.self_cpu_time_total for e in events if e.key in DENSE_OPS) / 1e3)
+    return statistics.median(totals), statistics.median(dense)
+
+
+def measure(spec: Original, checkouts: Path, repeats: int = 3, quick: bool = False) -> Floor:
+    """Build the original and ours (full configuration; ``quick``: the tiny one) and split a training
+    step of each."""
+    from chanformer.hub.converters import get_converter
+
+    module = spec.load(checkouts)
+    kwargs = spec.kwargs(quick)
+    torch.manual_seed(0)
+    with spec.while_building():
+        theirs_model = spec.construct(module, kwargs)
+    ours_model = get_converter(spec.name).load(theirs_model.state_dict(), kwargs)
+    x = spec.inputs(kwargs, quick, torch.Generator().manual_seed(0))
+    theirs_model.train()
+    ours_model.train()
+    theirs = _step(lambda t: spec.theirs(theirs_model, t), theirs_model, x, "train")
+    ours = _step(lambda t: spec.ours(ours_model, t), ours_model, x, "train")
+    for fn in (theirs, ours, theirs, ours):  # warm-up: allocator, oneDNN primitive caches
+        fn()
+    o_total, o_dense = split_step(theirs, repeats)
+    c_total, c_dense = split_step(ours, repeats)
+    label = f"{spec.name} (quick: tiny configuration)" if quick else spec.label
+    return Floor(spec.name, label, o_total, c_total, o_dense, c_dense)
+
+
+def table(rows: Sequence[Floor]) -> str:
+    head = ("| model, configuration | original step ms (dense products) | chanformer step ms (dense products) "
+            "| chanformer time outside dense products | profiled ratio | ceiling |\n|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        rest = 1.0 - r.ours_dense_ms / r.ours_ms
+        lines.append(f"| {r.label} | {r.original_ms:.0f} ({r.original_dense_ms:.0f}) | {r.ours_ms:.0f} "
+                     f"({r.ours_dense_ms:.0f}) | {100 * rest:.0f} % | {r.ratio:.2f} | **{r.ceiling:.2f}** |")
+    return "\n".join(lines)
+
+
+def run_floor(
+    checkouts: str | os.PathLike[str] | None = None,
+    models: Sequence[str] | None = None,
+    repeats: int = 3,
+    json_path: str | os.PathLike[str] | None = None,
+    quick: bool = False,
+) -> list[Floor]:
+    """Profile each named original (default: all training rows) and print the floor table."""
+    where = checkouts if checkouts is not None else os.environ.get(ENV_VAR)
+    if not where or not Path(where).expanduser().is_dir():
+        raise FileNotFoundError(f"no checkouts directory {where!r}: pass --checkouts DIR or set {ENV_VAR}")
+    root = Path(where).expanduser()
+    names = list(models) if models else [n for n, s in ORIGINALS.items() if "train" in s.modes and n != "mambattention"]
+    unknown = sorted(set(names) - set(ORIGINALS))
+    if unknown:
+        raise ValueError(f"--models: unknown {unknown}; known: {sorted(ORIGINALS)}")
+    rows = []
+    for name in names:
+        row = measure(ORIGINALS[name], root, repeats, quick)
+        print(f"{name}: original {row.original_ms:.0f} ms, ours {row.ours_ms:.0f} ms "
+              f"(dense {row.ours_dense_ms:.0f}), ceiling {row.ceiling:.2f}", flush=True)
+        rows.append(row)
+    print(table(rows))
+    if json_path is not None:
+        from chanformer.io import write_text_atomic
+
+        data = [asdict(r) | {"ratio": r.ratio, "ceiling": r.ceiling} for r in rows]
+        write_text_atomic(Path(json_path), json.dumps({"threads": torch.get_num_threads(), "rows": data}, indent=2))
+    return rows
