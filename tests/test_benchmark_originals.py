@@ -12,8 +12,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
-from benchmarks.originals import ENV_VAR, ORIGINALS, import_original, run_originals
+from benchmarks.originals import (
+    ENV_VAR,
+    ORIGINALS,
+    _atan2_conditioning,
+    _compare,
+    import_original,
+    run_originals,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,6 +162,36 @@ def test_command_line_with_the_environment_variable(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["rows"][0]["status"] == "ok"
+
+
+def _phase_outputs(r: torch.Tensor, i: torch.Tensor) -> list[torch.Tensor | None]:
+    """MambAttention's compared outputs [mag, pha, com, x_r, x_i] for phase logits (x_r, x_i)."""
+    mag = torch.full_like(r, 2.0)
+    pha = torch.atan2(i, r)
+    return [mag, pha, torch.stack([mag * torch.cos(pha), mag * torch.sin(pha)], -1), r, i]
+
+
+def test_atan2_conditioning_passes_over_only_the_bins_rounding_can_move() -> None:
+    g = torch.Generator().manual_seed(0)
+    r, i = (torch.randn(1, 50, 40, generator=g).sign() * (0.3 + torch.rand(1, 50, 40, generator=g)) for _ in range(2))
+    r[0, 7, 3], i[0, 7, 3] = 3e-4, -6e-4  # a tiny (x_r, x_i): atan2 is ill-conditioned there
+    noise = 2e-6 * torch.randn(2, 1, 50, 40, generator=g)  # float32-rounding-sized differences
+    theirs, ours = _phase_outputs(r, i), _phase_outputs(r + noise[0], i + noise[1])
+    assert _compare(theirs, ours)[1]  # plain comparison: the angle at the tiny bin moved too far
+    skip, note = _atan2_conditioning(theirs, ours)
+    assert skip[1] is not None and skip[1].nonzero().tolist() == [[0, 7, 3]]
+    assert "1 of 2000 bins" in note
+    assert _compare(theirs, ours, skip)[1] == ""
+    # an error after atan2 at a well-conditioned bin is not excused
+    wrong = list(ours)
+    wrong[1] = ours[1].clone()  # type: ignore[union-attr]
+    wrong[1][0, 20, 20] += 1e-3
+    assert "#1: 1 of 2000" in _compare(theirs, wrong, _atan2_conditioning(theirs, wrong)[0])[1]
+    # (x_r, x_i) differing broadly (even within the tolerance): nothing is passed over, the phase fails
+    shifted = _phase_outputs(r + 1e-4, i)
+    skip, note = _atan2_conditioning(theirs, shifted)
+    assert skip == [] and "none passed over" in note
+    assert "#1:" in _compare(theirs, shifted, skip)[1]
 
 
 REAL = os.environ.get(ENV_VAR)
