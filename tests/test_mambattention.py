@@ -15,7 +15,12 @@ from safetensors.torch import load_file
 from chanformer.encoders.mambattention import MambAttention, mambattention, mambattention_test
 from chanformer.hub import load_pretrained, save_pretrained
 from chanformer.hub.converters import get_converter
-from chanformer.kernels.selective_scan import selective_scan_chunked, selective_scan_reference
+from chanformer.kernels.selective_scan import (
+    selective_scan,
+    selective_scan_chunked,
+    selective_scan_reference,
+    selective_scan_stepwise,
+)
 from chanformer.nn.mamba import BidirectionalMamba, Mamba
 from tests.conftest import reference_path
 
@@ -77,6 +82,58 @@ def test_chunked_scan_matches_reference(chunk):
     torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=1e-5)
     plain = selective_scan_chunked(u, F.softplus(dt), a, bb, cc, chunk_size=chunk)
     torch.testing.assert_close(plain, selective_scan_reference(u, F.softplus(dt), a, bb, cc), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("tile", [None, 1, 70])  # one tile; a tile per batch element; two elements per tile
+def test_stepwise_scan_matches_reference(dtype, tile):
+    u, dt, a, bb, cc, d, z, bias = _scan_inputs(dtype=dtype)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    y_ref, h_ref = selective_scan_reference(u, dt, a, bb, cc, d, z, bias, True, return_last_state=True)
+    y, h = selective_scan_stepwise(u, dt, a, bb, cc, d, z, bias, True, return_last_state=True, tile_elements=tile)
+    assert y.dtype == dtype and y.is_contiguous()
+    torch.testing.assert_close(y, y_ref, atol=tol, rtol=tol)
+    torch.testing.assert_close(h, h_ref, atol=tol, rtol=tol)
+    # strided inputs (transposed views, as Mamba passes them), no extras, no softplus
+    ut, dtt = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in (u, F.softplus(dt)))
+    plain = selective_scan_stepwise(ut, dtt, a, bb, cc, tile_elements=tile)
+    torch.testing.assert_close(plain, selective_scan_reference(u, F.softplus(dt), a, bb, cc), atol=tol, rtol=tol)
+    empty = selective_scan_stepwise(u[..., :0], dt[..., :0], a, bb[..., :0], cc[..., :0], d, z[..., :0], bias, True)
+    assert empty.shape == (3, 5, 0)
+
+
+def test_stepwise_scan_is_inference_only_and_auto_picks_it(monkeypatch):
+    from chanformer.kernels import selective_scan as mod
+
+    inputs = _scan_inputs(b=4, d=64, length=20, n=16)  # B * D * N = 4096 state values
+    leaf = inputs[0].clone().requires_grad_()
+    with pytest.raises(RuntimeError, match="inference-only"):
+        selective_scan_stepwise(leaf, *inputs[1:])
+    picked = []
+    real = mod.selective_scan_stepwise
+    monkeypatch.setattr(mod, "selective_scan_stepwise", lambda *a: picked.append(1) or real(*a))
+    with torch.no_grad():
+        y = selective_scan(*inputs, delta_softplus=True)  # inference, large state: stepwise
+    assert picked == [1]
+    y_grad = selective_scan(leaf, *inputs[1:], delta_softplus=True)  # gradients needed: chunked
+    small = selective_scan(*_scan_inputs(), delta_softplus=True)  # small state: chunked
+    assert picked == [1] and y_grad.requires_grad and small.shape == (3, 5, 37)
+    torch.testing.assert_close(y, y_grad.detach(), atol=1e-5, rtol=1e-5)
+    with pytest.raises(RuntimeError, match="inference-only"):
+        selective_scan(leaf, *inputs[1:], implementation="stepwise")
+
+
+def test_model_inference_same_with_stepwise_and_chunked_scan():
+    torch.manual_seed(0)
+    model = mambattention_test(hid_feature=32).eval()  # freq axis: B*T x 64 x 4 = stepwise when inferring
+    wav = torch.randn(1, 4000) * 0.1
+    with torch.inference_mode():
+        fast = model.enhance(wav)
+        for m in model.modules():
+            if isinstance(m, Mamba):
+                m.scan = "chunked"
+        chunked = model.enhance(wav)
+    torch.testing.assert_close(fast, chunked, atol=1e-5, rtol=1e-4)
 
 
 def test_chunked_scan_strong_decays():

@@ -209,8 +209,9 @@ class MambAttention(nn.Module):
             must be odd so that the stride-2 encoder and decoders round-trip).
         scan: passed through :class:`chanformer.nn.mamba.Mamba` to the scan dispatch
             (:func:`chanformer.kernels.selective_scan.selective_scan`, ``implementation``): ``"auto"``
-            (the kernel switch decides), ``"chunked"`` or ``"reference"``. Saved in the config; every
-            value saved so far is accepted.
+            (the kernel switch decides; on CPU without autograd, the stepwise inference scan),
+            ``"chunked"``, ``"stepwise"`` (inference only) or ``"reference"``. Saved in the config;
+            every value saved so far is accepted.
     """
 
     def __init__(

@@ -43,10 +43,12 @@ class Mamba(nn.Module):
         conv_bias: bias in the depthwise convolution.
         bias: biases in ``in_proj``/``out_proj``.
         scan: passed to the scan dispatch as ``implementation``: ``"auto"`` (the kernel switch
-            decides: the chunked PyTorch scan, or the Triton kernels when forced with
-            ``CHANFORMER_KERNELS=triton``), ``"chunked"`` or ``"reference"`` (the per-step loop,
-            for checks). The chunked scan beat the loop at every measured CPU shape, inference and
-            training: 1.1-4x, ``docs/performance.md``.
+            decides: the Triton kernels when forced with ``CHANFORMER_KERNELS=triton``; else, for
+            CPU inference with a state of at least 4,096 values, the stepwise in-place scan; else
+            the chunked PyTorch scan), ``"chunked"``, ``"stepwise"`` (inference only) or
+            ``"reference"`` (the per-step loop, for checks). The chunked scan beat the loop at every
+            measured CPU shape, inference and training: 1.1-4x; the stepwise scan beats the chunked
+            one 2-7x at the full MambAttention's inference shapes, ``docs/performance.md``.
         chunk_size: chunk length of the chunked PyTorch scan (passed to the dispatch).
     """
 
