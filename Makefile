@@ -33,8 +33,12 @@ SITE_DIR ?= site
 docs: setup
 	PYTHONDONTWRITEBYTECODE=1 NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir $(SITE_DIR)
 
+# Two pytest workers, one test file each at a time (files share fixtures and run folders); every
+# worker runs one torch thread (conftest.py). TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
+
 test: lint typecheck docs
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
