@@ -497,23 +497,29 @@ def _atan2_conditioning(theirs: list[Tensor | None], ours: list[Tensor | None]) 
     network moves the angle legitimately (at the full configuration on random noise, one bin of 32,361
     has ``|(x_r, x_i)| = 7e-4`` while float32 rounding moves ``x_r``, ``x_i`` by ~1e-6: a 9e-4 change
     of the angle, in the original as in ours against float64 runs, which agree to 2e-12). Those entries
-    are passed over, and only those: an entry is excluded when the two sides' ``(x_r, x_i)``
+    are passed over, and only those: a phase entry is excluded when the two sides' ``(x_r, x_i)``
     differ by more than ``ATOL * |(x_r, x_i)|``, i.e. when that difference alone can move the angle by
-    more than the tolerance. ``x_r``, ``x_i`` and the magnitude are compared at every entry, so a wrong
+    more than the tolerance; the complex output ``mag * (cos, sin)(pha)`` moves ``mag`` times as much,
+    so its entries are excluded when ``mag`` times that shift exceeds ``ATOL`` (the compressed
+    magnitude reaches ~2.5 here). ``x_r``, ``x_i`` and the magnitude are compared at every entry, so a wrong
     weight or any error upstream of ``atan2`` still fails there, and an error in ``atan2`` itself or in
     assembling the complex output (same ``(x_r, x_i)``) leaves nothing excused. At most
     ``MAX_ILL_CONDITIONED`` of the bins are passed over; when more qualify (``(x_r, x_i)`` differing
     broadly, even within the tolerance), none is."""
-    pha_t, r_t, i_t, pha_o, r_o, i_o = (side[k].double() for side in (theirs, ours) for k in (1, 3, 4))  # type: ignore[union-attr]
-    moved = torch.hypot(r_o - r_t, i_o - i_t) > ATOL * torch.hypot(r_t, i_t)
-    n, total = int(moved.sum()), moved.numel()
-    if n > MAX_ILL_CONDITIONED * total:  # not a few unlucky bins: compare every bin
-        return [], (f"atan2 ill-conditioned at {n} of {total} bins, more than {MAX_ILL_CONDITIONED:.1%}: "
+    mag_t, pha_t, r_t, i_t, pha_o, r_o, i_o = (
+        side[k].double() for side, ks in ((theirs, (0, 1, 3, 4)), (ours, (1, 3, 4))) for k in ks  # type: ignore[union-attr]
+    )
+    shift = torch.hypot(r_o - r_t, i_o - i_t) / torch.hypot(r_t, i_t)  # ~ the angle change it explains
+    moved = shift > ATOL  # the phase
+    moved_com = moved | (shift * mag_t > ATOL)  # the complex output: mag (cos, sin)(pha) moves mag times more
+    n, n_com, total = int(moved.sum()), int(moved_com.sum()), moved.numel()
+    if n_com > MAX_ILL_CONDITIONED * total:  # not a few unlucky bins: compare every bin
+        return [], (f"atan2 ill-conditioned at {n_com} of {total} bins, more than {MAX_ILL_CONDITIONED:.1%}: "
                     "none passed over")
-    there = f", phase error there {float((pha_o - pha_t).abs()[moved].max()):.1e}" if n else ""
-    note = (f"phase and complex output passed over at {n} of {total} bins where atan2 is "
-            f"ill-conditioned (the compared (x_r, x_i) difference can move the angle past the tolerance{there})")
-    return [None, moved, moved[..., None].expand(*moved.shape, 2), None, None], note
+    there = f", phase error there {float((pha_o - pha_t).abs()[moved_com].max()):.1e}" if n_com else ""
+    note = (f"phase passed over at {n}, complex output at {n_com} of {total} bins where atan2 is ill-conditioned "
+            f"(the compared (x_r, x_i) difference can move them past the tolerance{there})")
+    return [None, moved, moved_com[..., None].expand(*moved_com.shape, 2), None, None], note
 
 
 def _mambattention_prepare(imp: Callable[[str], types.ModuleType]) -> None:
