@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from benchmarks.originals import ENV_VAR, ORIGINALS, Original, _step
+from benchmarks.originals import ORIGINALS, Original, _step, build_pair, checkouts_root
 
 DENSE_OPS = frozenset({
     "aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm",
@@ -74,15 +74,7 @@ def split_step(step: Callable[[], None], repeats: int = 3) -> tuple[float, float
 def measure(spec: Original, checkouts: Path, repeats: int = 3, quick: bool = False) -> Floor:
     """Build the original and ours (full configuration; ``quick``: the tiny one) and split a training
     step of each."""
-    from chanformer.hub.converters import get_converter
-
-    module = spec.load(checkouts)
-    kwargs = spec.kwargs(quick)
-    torch.manual_seed(0)
-    with spec.while_building():
-        theirs_model = spec.construct(module, kwargs)
-    ours_model = get_converter(spec.name).load(theirs_model.state_dict(), kwargs)
-    x = spec.inputs(kwargs, quick, torch.Generator().manual_seed(0))
+    theirs_model, ours_model, x = build_pair(spec, spec.load(checkouts), spec.kwargs(quick), quick)
     theirs_model.train()
     ours_model.train()
     theirs = _step(lambda t: spec.theirs(theirs_model, t), theirs_model, x, "train")
@@ -114,10 +106,7 @@ def run_floor(
     quick: bool = False,
 ) -> list[Floor]:
     """Profile each named original (default: all training rows) and print the floor table."""
-    where = checkouts if checkouts is not None else os.environ.get(ENV_VAR)
-    if not where or not Path(where).expanduser().is_dir():
-        raise FileNotFoundError(f"no checkouts directory {where!r}: pass --checkouts DIR or set {ENV_VAR}")
-    root = Path(where).expanduser()
+    root = checkouts_root(checkouts)
     names = list(models) if models else [n for n, s in ORIGINALS.items() if "train" in s.modes and n != "mambattention"]
     unknown = sorted(set(names) - set(ORIGINALS))
     if unknown:

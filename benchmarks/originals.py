@@ -737,6 +737,31 @@ def interleave(steps: Mapping[str, Callable[[], Any]], repeats: int, warmup: int
     return times, order
 
 
+def checkouts_root(checkouts: str | os.PathLike[str] | None) -> Path:
+    """The folder of the originals' checkouts: ``checkouts``, else ``$CHANFORMER_ORIGINALS``."""
+    where = checkouts if checkouts is not None else os.environ.get(ENV_VAR)
+    if not where:
+        raise ValueError(f"no checkouts directory: pass --checkouts DIR or set {ENV_VAR}")
+    root = Path(where).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"checkouts directory {root} does not exist (pass --checkouts DIR or set {ENV_VAR})")
+    return root
+
+
+def build_pair(
+    spec: Original, module: types.ModuleType, kwargs: dict[str, Any], quick: bool
+) -> tuple[nn.Module, nn.Module, Inputs]:
+    """The original built from ``kwargs`` (seed 0), ours from its converted ``state_dict``, both in
+    eval mode, and the inputs (seed 0)."""
+    from chanformer.hub.converters import get_converter
+
+    torch.manual_seed(0)
+    with spec.while_building():
+        theirs = spec.construct(module, kwargs).eval()
+    ours = get_converter(spec.name).load(theirs.state_dict(), kwargs).eval()
+    return theirs, ours, spec.inputs(kwargs, quick, torch.Generator().manual_seed(0))
+
+
 def _bench(spec: Original, checkouts: Path, quick: bool, repeats: int, modes: Sequence[str]) -> list[SideBySide]:
     from chanformer.hub.converters import get_converter
 
@@ -757,13 +782,9 @@ def _bench(spec: Original, checkouts: Path, quick: bool, repeats: int, modes: Se
     except Exception as err:  # an original that cannot be imported here: say why, go on
         return skip(f"cannot import the original: {type(err).__name__}: {err}")
     kwargs = spec.kwargs(quick)
-    torch.manual_seed(0)
     try:
-        with spec.while_building():
-            theirs_model = spec.construct(module, kwargs).eval()
+        theirs_model, ours_model, x = build_pair(spec, module, kwargs, quick)
         converter = get_converter(spec.name)
-        ours_model = converter.load(theirs_model.state_dict(), kwargs).eval()
-        x = spec.inputs(kwargs, quick, torch.Generator().manual_seed(0))
         # gradients are checked when a training step is timed; inference-only runs check the outputs
         # (MambAttention's reference scan keeps every step for backward: > 19 GB at the full config)
         backward = any(r.mode == "train" for r in rows)
@@ -813,12 +834,7 @@ def run_originals(
     """Run the side-by-side rows (``models``: converter names, default all); ``checkouts`` defaults to
     ``$CHANFORMER_ORIGINALS``. Returns the rows; ``json_path``: also written there (atomically)."""
     specs = ORIGINALS if originals is None else originals
-    where = checkouts if checkouts is not None else os.environ.get(ENV_VAR)
-    if not where:
-        raise ValueError(f"no checkouts directory: pass --checkouts DIR or set {ENV_VAR}")
-    root = Path(where).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"checkouts directory {root} does not exist")
+    root = checkouts_root(checkouts)
     unknown = sorted(set(models or []) - set(specs))
     if unknown:
         raise ValueError(f"unknown models {', '.join(unknown)}; choose from {', '.join(specs)}")
