@@ -67,6 +67,11 @@ CANDIDATES: dict[str, dict[str, list[str]]] = {
         "instance_norm": [*_REGULARISED, "--model.init_args.encoder_kwargs.instance_norm=true"],
         # ... + every case resampled to 128 samples: 0.761
         "resample128": [*_REGULARISED, "--data.init_args.resample_to=128"],
+        # second round (after the first round's test numbers trailed MiniRocket): the shipped
+        # training settings with the shift-invariant convolutional series embedding
+        "conv": ["--model.init_args.encoder_kwargs.embedding=conv"],
+        # ... with the regularised settings of "base"
+        "conv_reg": [*_REGULARISED, "--model.init_args.encoder_kwargs.embedding=conv"],
     },
     "dbconformer": {
         # the shipped uea-dbconformer (E 40, 10 heads, 16-sample patches of the 128-sample resampled

@@ -35,6 +35,7 @@ def _vocab(n: int = N_IDS, name: str = "bands") -> ChannelVocab:
 VARIANTS: list[tuple[str, dict]] = [
     ("softs_test", {}),
     ("softs_test", {"num_channels": N_IDS}),
+    ("softs_test", {"embedding": "conv", "conv_width": 4, "conv_dilations": (1, 2), "num_channels": N_IDS}),
     ("gat_test", {}),
     ("gat_test", {"num_channels": N_IDS}),
     ("channelvit_test", {"num_channels": N_IDS}),

@@ -120,3 +120,36 @@ def test_mambattention_attention_uses_multihead_attention_scale() -> None:
     attn = model.blocks[0].attention.attn
     assert isinstance(attn, MultiHeadSelfAttention)
     assert attn.scale == 1 / math.sqrt(attn.head_dim)
+
+
+def test_series_conv_embedding_treats_each_channel_alone_and_is_shift_invariant_inside() -> None:
+    from chanformer.nn.series_conv import SeriesConvEmbedding
+
+    torch.manual_seed(0)
+    emb = SeriesConvEmbedding(d_model=8, width=4, kernel_size=3, dilations=(1, 2)).double()
+    x = torch.randn(2, 3, 40, dtype=torch.float64)
+    out = emb(x)
+    assert out.shape == (2, 3, 8)
+    # channel 1 changed: the tokens of channels 0 and 2 stay bit-identical
+    y = x.clone()
+    y[:, 1] = torch.randn(2, 40, dtype=torch.float64)
+    changed = emb(y)
+    assert torch.equal(changed[:, [0, 2]], out[:, [0, 2]]) and not torch.allclose(changed[:, 1], out[:, 1])
+    # an event far from both edges, moved by 5 samples, gives the same token (receptive field 7)
+    pulse = torch.zeros(1, 1, 60, dtype=torch.float64)
+    pulse[..., 25:28] = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    moved = torch.roll(pulse, 5, dims=-1)
+    torch.testing.assert_close(emb(pulse), emb(moved), rtol=1e-12, atol=1e-12)
+    # any length: the token width does not depend on T
+    assert emb(torch.randn(1, 2, 7, dtype=torch.float64)).shape == (1, 2, 8)
+
+
+def test_series_conv_embedding_rejects_bad_sizes() -> None:
+    from chanformer.nn.series_conv import SeriesConvEmbedding
+
+    with pytest.raises(ValueError, match="kernel_size=4"):
+        SeriesConvEmbedding(8, kernel_size=4)
+    with pytest.raises(ValueError, match="dilations"):
+        SeriesConvEmbedding(8, dilations=(1, 0))
+    with pytest.raises(ValueError, match="embedding='patch'"):
+        create_encoder("softs_test", embedding="patch")

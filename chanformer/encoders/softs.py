@@ -5,6 +5,7 @@ across channels by STAR layers. Tokens are per channel, so any channel set works
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -14,6 +15,7 @@ from chanformer.batch import ChannelBatch
 from chanformer.encoders._registry import register_encoder
 from chanformer.encoders.base import Encoder, masked_mean
 from chanformer.nn import InstanceNorm, STARLayer
+from chanformer.nn.series_conv import SeriesConvEmbedding
 
 __all__ = ["SOFTS", "softs", "softs_small", "softs_test"]
 
@@ -36,6 +38,12 @@ class SOFTS(Encoder):
             extension: the original SOFTS knows channels only through their values).
         channel_embedding: switch that embedding on (``True``; a task then fills ``num_channels``
             from the data's vocabulary) or off (``False``); ``None`` = on iff ``num_channels`` is given.
+        embedding: how a channel's series becomes its token: ``"linear"`` (the original: one
+            linear layer over all ``T`` samples) or ``"conv"`` (a chanformer extension for
+            classification: :class:`chanformer.nn.series_conv.SeriesConvEmbedding`, shared dilated
+            convolutions pooled over time, shift-invariant).
+        conv_width: feature maps per channel of the ``"conv"`` embedding.
+        conv_dilations: dilations of its residual layers (kernel 7).
     """
 
     data_args = {"n_times": "seq_len"}
@@ -53,6 +61,9 @@ class SOFTS(Encoder):
         instance_norm: bool = False,
         num_channels: int | None = None,
         channel_embedding: bool | None = None,
+        embedding: str = "linear",
+        conv_width: int = 32,
+        conv_dilations: Sequence[int] = (1, 2, 4, 8),
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -66,7 +77,13 @@ class SOFTS(Encoder):
         self.seq_len = seq_len
         self.embed_dim = d_model
         self.norm = InstanceNorm() if instance_norm else None
-        self.embed = nn.Linear(seq_len, d_model, **kw)
+        if embedding not in ("linear", "conv"):
+            raise ValueError(f"SOFTS(embedding={embedding!r}): choose 'linear' or 'conv'")
+        self.embedding = embedding
+        self.embed: nn.Module = (
+            nn.Linear(seq_len, d_model, **kw) if embedding == "linear"
+            else SeriesConvEmbedding(d_model, conv_width, dilations=conv_dilations, **kw)
+        )  # fmt: skip
         self.embed_dropout = nn.Dropout(dropout)
         self.channel_embed = _optional_table(num_channels, channel_embedding, d_model, "SOFTS", kw)
         self.layers = nn.ModuleList(
