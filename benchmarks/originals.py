@@ -240,6 +240,11 @@ class Original:
     # functions of other outputs that are themselves compared everywhere (see _atan2_conditioning)
     ill_conditioned: Callable[[list[Tensor | None], list[Tensor | None]], tuple[list[Tensor | None], str]] | None = None
     note: str = ""
+    converter: str = ""  # chanformer converter name when ``name`` (the row's key) differs from it
+
+    @property
+    def converter_name(self) -> str:
+        return self.converter or self.name
 
     def load(self, checkouts: Path) -> types.ModuleType:
         root = checkouts / self.checkout
@@ -452,10 +457,10 @@ def _mambattention_kwargs(quick: bool) -> dict[str, Any]:
     return {"cfg": {"model_cfg": model, "stft_cfg": stft}}
 
 
-def _mambattention_inputs(kw: dict[str, Any], quick: bool, g: torch.Generator) -> Inputs:
+def _mambattention_inputs(kw: dict[str, Any], quick: bool, g: torch.Generator, seconds: float = 1.0) -> Inputs:
     from chanformer.hub.converters import get_converter
 
-    wav = _randn(g, 1, 1600 if quick else 16000) * 0.1  # 0.1 s / 1 s at 16 kHz
+    wav = _randn(g, 1, 1600 if quick else round(16000 * seconds)) * 0.1  # 0.1 s (quick) / `seconds` at 16 kHz
     wav = wav * torch.sqrt(wav.shape[-1] / wav.pow(2).sum(-1, keepdim=True))  # the repo's RMS normalisation
     stft_model = get_converter("mambattention").build(kw)
     with torch.no_grad():
@@ -594,11 +599,23 @@ ORIGINALS: dict[str, Original] = {o.name: o for o in [
     Original("mambattention", "MambAttention, full config, 1 s of 16 kHz",
              "MambAttention", "models.generator", "MambAttention", _mambattention_kwargs,
              lambda mod, kw: mod.MambAttention(kw["cfg"]), _mambattention_inputs, _mambattention_theirs,
-             _mambattention_ours, modes=("infer", "train"), ill_conditioned=_atan2_conditioning,
+             _mambattention_ours, modes=("infer",), ill_conditioned=_atan2_conditioning,
              stubs=("selective_scan_cuda", "transformers"),
              bare=("models", "mamba_ssm"), prepare=_mambattention_prepare, paths=("mamba_install",),
              note="original on its authors' CPU reference scan and RMSNorm (vendored mamba_install/); "
                   "needs einops; the checkout's mamba_install/ folder is put on sys.path"),
+    # training at 1 s does not fit: the original's reference scan keeps every step for backward
+    # (> 19 GB of RSS on a 23 GB machine); a quarter second (41 STFT frames) takes ~6 GB
+    Original("mambattention_train", "MambAttention, full config, 0.25 s of 16 kHz",
+             "MambAttention", "models.generator", "MambAttention", _mambattention_kwargs,
+             lambda mod, kw: mod.MambAttention(kw["cfg"]),
+             lambda kw, quick, g: _mambattention_inputs(kw, quick, g, seconds=0.25), _mambattention_theirs,
+             _mambattention_ours, modes=("train",), ill_conditioned=_atan2_conditioning,
+             stubs=("selective_scan_cuda", "transformers"),
+             bare=("models", "mamba_ssm"), prepare=_mambattention_prepare, paths=("mamba_install",),
+             converter="mambattention",
+             note="training row at 0.25 s (1 s exceeds this machine's memory for the original); "
+                  "original on its authors' CPU reference scan and RMSNorm"),
 ]}
 
 
@@ -758,7 +775,7 @@ def build_pair(
     torch.manual_seed(0)
     with spec.while_building():
         theirs = spec.construct(module, kwargs).eval()
-    ours = get_converter(spec.name).load(theirs.state_dict(), kwargs).eval()
+    ours = get_converter(spec.converter_name).load(theirs.state_dict(), kwargs).eval()
     return theirs, ours, spec.inputs(kwargs, quick, torch.Generator().manual_seed(0))
 
 
@@ -784,7 +801,7 @@ def _bench(spec: Original, checkouts: Path, quick: bool, repeats: int, modes: Se
     kwargs = spec.kwargs(quick)
     try:
         theirs_model, ours_model, x = build_pair(spec, module, kwargs, quick)
-        converter = get_converter(spec.name)
+        converter = get_converter(spec.converter_name)
         # gradients are checked when a training step is timed; inference-only runs check the outputs
         # (MambAttention's reference scan keeps every step for backward: > 19 GB at the full config)
         backward = any(r.mode == "train" for r in rows)
