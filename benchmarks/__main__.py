@@ -1,6 +1,7 @@
 """``python -m benchmarks run --device cpu|cuda [--quick] [--json out.json] [--ops a,b] [--encoders a,b]``
 ``python -m benchmarks originals --checkouts DIR [--quick] [--models a,b] [--repeats 5] [--json out.json]``
-and ``python -m benchmarks floor --checkouts DIR [--models a,b] [--repeats 3] [--json out.json]``."""
+``python -m benchmarks floor --checkouts DIR [--models a,b] [--repeats 3] [--json out.json]``
+and ``python -m benchmarks bf16 --checkouts DIR [--models a,b] [--repeats 5] [--json out.json]``."""
 
 import argparse
 
@@ -30,6 +31,11 @@ def main() -> None:
     f.add_argument("--models", default=None, help="comma-separated converter names (default: all trained rows)")
     f.add_argument("--repeats", type=int, default=3, help="profiled steps per side (median)")
     f.add_argument("--json", default=None, help="also write the rows to this JSON file (atomically)")
+    b = sub.add_parser("bf16", help="ours under bfloat16 autocast vs ours and the original in float32 (CPU)")
+    b.add_argument("--checkouts", default=None, help="as for originals")
+    b.add_argument("--models", default=None, help="comma-separated row names (default: the floor's rows)")
+    b.add_argument("--repeats", type=int, default=5, help="timed steps per variant, interleaved (median)")
+    b.add_argument("--json", default=None, help="also write the rows to this JSON file (atomically)")
     args = parser.parse_args()
 
     def names(s: str | None) -> list[str] | None:
@@ -39,6 +45,11 @@ def main() -> None:
         from benchmarks.floor import run_floor
 
         run_floor(args.checkouts, names(args.models), args.repeats, args.json)
+        return
+    if args.command == "bf16":
+        from benchmarks.low_precision import run_bf16
+
+        run_bf16(args.checkouts, names(args.models), args.repeats, args.json)
         return
     if args.command == "originals":
         from benchmarks.originals import run_originals

@@ -42,3 +42,27 @@ def test_unknown_model_and_missing_directory_are_refused(tmp_path: Path) -> None
         run_floor(tmp_path / "nowhere", ["gaam"])
     with pytest.raises(ValueError, match="unknown"):
         run_floor(tmp_path, ["nope"])
+
+
+def test_bf16_relative_error_is_the_worst_difference_over_the_largest_output() -> None:
+    from benchmarks.low_precision import relative_error
+
+    ref = [torch.tensor([1.0, -4.0]), torch.tensor([2.0]), torch.tensor([3])]  # integer outputs are skipped
+    got = [torch.tensor([1.5, -4.0]), torch.tensor([2.0]), torch.tensor([7])]
+    assert relative_error(ref, got) == pytest.approx(0.5 / 4.0)
+    assert relative_error(ref, ref) == 0.0
+
+
+def test_bf16_run_on_a_stand_in_original_writes_json(tmp_path: Path) -> None:
+    from benchmarks.low_precision import run_bf16
+
+    checkouts = _write_standin(tmp_path / "originals")
+    out = tmp_path / "bf16.json"
+    (row,) = run_bf16(checkouts, ["gaam"], repeats=1, json_path=out, quick=True)
+    assert row.original_ms > 0 and row.ours_ms > 0 and row.ours_bf16_ms > 0
+    # GAAM has no matrix products, the only ops autocast lowers: bf16 leaves it in float32
+    assert row.fp32_rel_err < 1e-5 and row.bf16_rel_err < 1e-5
+    saved = json.loads(out.read_text())["rows"][0]
+    assert saved["name"] == "gaam" and saved["bf16_ratio"] == pytest.approx(row.bf16_ratio)
+    with pytest.raises(ValueError, match="unknown"):
+        run_bf16(checkouts, ["nope"])
