@@ -15,7 +15,13 @@ from torch import Tensor
 
 from chanformer.io import write_text_atomic
 
-__all__ = ["ModelCheckpoint", "RankConsistencyCheck", "parameter_digest", "upgrade_checkpoint_callbacks"]
+__all__ = [
+    "ModelCheckpoint",
+    "RankConsistencyCheck",
+    "ValidationMonitorCheck",
+    "parameter_digest",
+    "upgrade_checkpoint_callbacks",
+]
 
 
 class ModelCheckpoint(_LightningModelCheckpoint):
@@ -113,3 +119,52 @@ class RankConsistencyCheck(L.Callback):
                 {"world_size": trainer.world_size, "digests": digests, "agree": agree}))
         if not agree:
             raise RuntimeError(f"ranks hold different weights after fit: {digests}")
+
+
+def _has_validation_batches(trainer: L.Trainer) -> bool | None:
+    """Whether this fit will run validation batches (``None``: cannot tell without a data module)."""
+    if trainer.limit_val_batches == 0:
+        return False
+    dm = trainer.datamodule  # type: ignore[attr-defined]
+    if dm is None:
+        return None
+    loaders = dm.val_dataloader()
+    loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+    for loader in loaders:
+        try:
+            if len(loader) > 0:
+                return True
+        except TypeError:  # an iterable-style loader has no length: assume it yields batches
+            return True
+    return False
+
+
+class ValidationMonitorCheck(L.Callback):
+    """Stops a fit before its first step when a callback monitors a validation metric (``val/...``,
+    e.g. ``EarlyStopping(monitor="val/loss")``) that the run can never log: no validation split
+    (``val_fraction=0``) or ``limit_val_batches=0``. Without it the fit trains one epoch and then
+    Lightning raises deep inside the callback. Added by the CLI to every fit."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        callbacks: list[Any] = trainer.callbacks  # type: ignore[attr-defined]
+        watchers = [(type(c).__name__, c.monitor) for c in callbacks
+                    if isinstance(getattr(c, "monitor", None), str) and c.monitor.startswith("val")]  # fmt: skip
+        if not watchers or _has_validation_batches(trainer) is not False:
+            return
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+        dm = trainer.datamodule  # type: ignore[attr-defined]
+        if trainer.limit_val_batches == 0:
+            why = "--trainer.limit_val_batches=0"
+        elif getattr(dm, "val_fraction", None) == 0:
+            why = f"{type(dm).__name__}(val_fraction=0) holds out no validation cases"
+        else:
+            why = f"{type(dm).__name__} gives no validation batches"
+        named = " and ".join(f"{name} monitors {metric!r}" for name, metric in watchers)
+        raise MisconfigurationException(
+            f"{named}, but this fit has no validation data ({why}). To train on every training case for a "
+            "fixed number of epochs, drop the callbacks that watch validation metrics (--trainer.callbacks=[]; "
+            "the last epoch's weights are then kept and tested); otherwise keep a validation split."
+        )

@@ -18,7 +18,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from chanformer.callbacks import upgrade_checkpoint_callbacks
+from chanformer.callbacks import ValidationMonitorCheck, upgrade_checkpoint_callbacks
 from chanformer.checkpoint import AtomicCheckpointIO, load_checkpoint_file, refuse_url
 from chanformer.cli.main import UsageError
 from chanformer.cli.output import RUN_DIR_ENV, plan_run_dir, quiet_lightning, run_root
@@ -138,6 +138,7 @@ class ChanformerCLI(LightningCLI):
         # so its type is given here; the list is edited in place.
         callbacks: list[L.Callback] = trainer.callbacks  # type: ignore[attr-defined]
         upgrade_checkpoint_callbacks(callbacks)
+        callbacks.append(ValidationMonitorCheck())
         if trainer.progress_bar_callback is not None and not isinstance(trainer.progress_bar_callback, RichProgressBar):
             callbacks[:] = [c for c in callbacks if c is not trainer.progress_bar_callback]
             callbacks.append(RichProgressBar(leave=True))

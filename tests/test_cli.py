@@ -127,3 +127,19 @@ print("LIMITS", repr(t.limit_train_batches), repr(t.limit_test_batches), t.globa
                           env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "LIMITS 1 0.5 1" in proc.stdout, proc.stdout
+
+
+def test_fit_without_validation_data_stops_before_training_and_says_how(tmp_path, capsys):
+    """A recipe that early-stops on val/loss, run with no validation split: one line naming the
+    callbacks and the argument, before any step (Lightning alone fails after the first epoch)."""
+    base = ["fit", "--config", "uea-softs", "--data.init_args.name=BasicMotions", "--data.init_args.val_fraction=0",
+            "--trainer.max_epochs=2", "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}",
+            f"--model.init_args.export_dir={tmp_path / 'export'}"]  # fmt: skip
+    assert main(base) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("chanformer: error: EarlyStopping monitors 'val/loss' and ModelCheckpoint monitors 'val/loss'")
+    assert "val_fraction=0" in err and "--trainer.callbacks=[]" in err
+    assert not list(tmp_path.rglob("*.ckpt"))  # stopped before the first step
+    # the remedy it names: train on every training case for the fixed number of epochs
+    assert main([*base, "--trainer.callbacks=[]"]) == 0
+    assert list(tmp_path.rglob("*.ckpt")) and (tmp_path / "export").is_dir()
