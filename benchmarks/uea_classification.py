@@ -125,11 +125,23 @@ def fit_recipe(
         cli = run_lightning_cli(args)
         fit_s = time.perf_counter() - t0
         test_acc = float(cli.trainer.callback_metrics["test/acc"]) if test else None
-        val = cli.trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False)
+        has_val = getattr(cli.datamodule, "val_dataset", None) is not None
+        val = cli.trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False) if has_val else []
+    epochs = int(cli.trainer.current_epoch)
+    best_path = getattr(cli.trainer.checkpoint_callback, "best_model_path", "")
+    if best_path and getattr(cli.trainer.checkpoint_callback, "monitor", None):
+        from chanformer.checkpoint import load_checkpoint_file
+
+        # the epoch the monitored checkpoint was saved at (the early-stopping callback's own state
+        # is restored from that checkpoint by the test pass, so it no longer knows)
+        best_epochs = int(load_checkpoint_file(best_path)["epoch"]) + 1
+    else:
+        best_epochs = epochs
     return {
         "recipe": recipe, "archive": archive, "seed": seed, "overrides": list(overrides),
         "val_acc": float(val[0]["val/acc"]) if val else None, "test_acc": test_acc,
-        "epochs": int(cli.trainer.current_epoch), "wall_s": round(fit_s, 1), "export": str(root / "export"),
+        "epochs": epochs, "wall_s": round(fit_s, 1), "export": str(root / "export"),
+        "best_epochs": best_epochs,  # epochs up to and including the best checkpoint's (monitored runs)
     }  # fmt: skip
 
 
@@ -256,6 +268,26 @@ def _run(ns: argparse.Namespace) -> list[dict[str, Any]]:
     return runs
 
 
+def _protocol(ns: argparse.Namespace) -> list[dict[str, Any]]:
+    """Early stopping on a validation split vs refitting on all training cases for the epoch count
+    early stopping found, scored on a held-out part of TRAIN (``holdout_fraction``; TEST untouched)."""
+    runs = []
+    for s in ns.seeds:
+        for a in ns.archives:
+            hold = [f"--data.init_args.holdout_fraction={ns.holdout}", f"--data.init_args.holdout_seed={s}"]
+            es = fit_recipe(ns.recipe, a, s, hold)
+            es["recipe"] = f"{ns.recipe} (early stopping)"
+            _log(es)
+            refit = fit_recipe(ns.recipe, a, s, [*hold, "--data.init_args.val_fraction=0", "--trainer.callbacks=[]",
+                                                 f"--trainer.max_epochs={es['best_epochs']}"])  # fmt: skip
+            refit["recipe"] = f"{ns.recipe} (refit on train + val)"
+            _log(refit)
+            runs += [es, refit]
+            _write(ns.out, runs, f"held-out part of TRAIN ({ns.holdout:.0%} per class): early stopping vs refit",
+                   "test_acc", vars(ns))  # fmt: skip
+    return runs
+
+
 def _transfer(ns: argparse.Namespace) -> list[dict[str, Any]]:
     runs = []
     for s in ns.seeds:
@@ -295,13 +327,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr.add_argument("--pretrain", default="uea-eeg-joint-softs")
     tr.add_argument("--recipe", default="uea-eeg-softs")
     tr.add_argument("--minirocket", action="store_true")
-    for q, archives in ((sel, ARCHIVES), (run, ARCHIVES), (tr, EEG_ARCHIVES)):
+    pr = sub.add_parser("protocol", help="early stopping vs refit on all of train, scored on a held-out part of TRAIN")
+    pr.add_argument("--recipe", default="uea-softs")
+    pr.add_argument("--holdout", type=float, default=0.2, help="share of each class of TRAIN held out for scoring")
+    for q, archives in ((sel, ARCHIVES), (run, ARCHIVES), (tr, EEG_ARCHIVES), (pr, ARCHIVES)):
         q.add_argument("--archives", nargs="+", default=list(archives))
         q.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2] if q is not sel else [0])
         q.add_argument("--out", required=True, help="output path without suffix (.json and .md are written)")
     ns = p.parse_args(argv)
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-    {"select": _select, "run": _run, "transfer": _transfer}[ns.cmd](ns)
+    {"select": _select, "run": _run, "transfer": _transfer, "protocol": _protocol}[ns.cmd](ns)
     return 0
 
 

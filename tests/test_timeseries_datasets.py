@@ -359,3 +359,27 @@ def test_xarray_dataarray_and_unknown_channels(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.zarr"):
         XarrayDataset(tmp_path / "missing.zarr", vocab=vocab)
     assert ChannelStats.fit([np.ones((2, 4))]).std.tolist() == [1.0, 1.0]
+
+
+def test_uea_holdout_scores_on_a_part_of_train_and_leaves_the_default_split_alone():
+    from chanformer.datasets import UEADataModule
+
+    plain = UEADataModule("BasicMotions", val_fraction=0.2, seed=3)
+    plain.setup("fit")
+    default = UEADataModule("BasicMotions", val_fraction=0.2, seed=3, holdout_fraction=0.0)
+    default.setup("fit")
+    assert np.array_equal(plain.train_dataset.indices, default.train_dataset.indices)
+    assert len(plain.test_dataset) == 40  # the official TEST
+    held = UEADataModule("BasicMotions", val_fraction=0.2, seed=3, holdout_fraction=0.3, holdout_seed=1)
+    held.setup("fit")
+    parts = [set(d.indices.tolist()) for d in (held.train_dataset, held.val_dataset, held.test_dataset)]
+    assert parts[0].isdisjoint(parts[1]) and parts[0].isdisjoint(parts[2]) and parts[1].isdisjoint(parts[2])
+    assert set.union(*parts) == set(range(40))  # every TRAIN case, none of TEST
+    assert held.test_dataset.data is held._data["train"] and len(held.test_dataset) == 12  # 3 of 10 per class
+    assert sorted(np.bincount(held.test_dataset.targets.numpy())) == [3, 3, 3, 3]
+    # the held-out cases do not move with the training seed
+    other = UEADataModule("BasicMotions", val_fraction=0.2, seed=4, holdout_fraction=0.3, holdout_seed=1)
+    other.setup("fit")
+    assert np.array_equal(other.test_dataset.indices, held.test_dataset.indices)
+    with pytest.raises(ValueError, match="holdout_fraction"):
+        UEADataModule("BasicMotions", holdout_fraction=1.0)

@@ -89,6 +89,12 @@ class UEADataModule(ChannelDataModule):
         resample_to: resample every case to this many samples (polyphase,
             :func:`~chanformer.datasets.eeg.uea.resample_series`) before normalising; one fixed
             length for archives of different rates and durations.
+        holdout_fraction: share of each class of the official TRAIN set aside (drawn with
+            ``holdout_seed``) and used as the test set instead of the official TEST, so that
+            choices between recipes or protocols can be scored without touching TEST; the
+            train/val split is then drawn from the rest. 0 (default): the official TEST.
+        holdout_seed: seed of that draw (kept apart from ``seed``, so that runs with different
+            training seeds can share one held-out set).
 
     A relative ``root`` not found from the working directory is tried from the repository root.
     """
@@ -117,7 +123,11 @@ class UEADataModule(ChannelDataModule):
         augment_channel_drop: float = 0.0,
         montage: Literal["eeg_1005"] | None = None,
         resample_to: int | None = None,
+        holdout_fraction: float = 0.0,
+        holdout_seed: int = 0,
     ) -> None:
+        if not 0.0 <= holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
         if root is not None and not Path(root).is_absolute() and not Path(root).exists():
             if (_REPO_ROOT / root).exists():
                 root = str(_REPO_ROOT / root)
@@ -157,6 +167,7 @@ class UEADataModule(ChannelDataModule):
         )
         self.normalize, self.pad, self.fill_missing = normalize, pad, fill_missing
         self.montage, self.resample_to = montage, resample_to
+        self.holdout_fraction, self.holdout_seed = holdout_fraction, holdout_seed
         self.stats: ChannelStats | None = None
         if augment_shift or augment_scale or augment_noise or augment_channel_drop:
             self.augment = RandomShiftScale(augment_shift, augment_scale, augment_noise, augment_channel_drop)
@@ -222,11 +233,17 @@ class UEADataModule(ChannelDataModule):
         kw |= dict(
             pad=self.pad, fill_missing=self.fill_missing, classes=self.classes, normalize=self.normalize
         )
-        tr_idx, va_idx = stratified_split(train.class_indices(), self.val_fraction, self.seed)
+        labels = train.class_indices()
+        rest, held = stratified_split(labels, self.holdout_fraction, self.holdout_seed)
+        tr_rel, va_rel = stratified_split(labels[rest], self.val_fraction, self.seed)
+        tr_idx, va_idx = rest[tr_rel], rest[va_rel]
         train_ds = UEADataset(train, indices=tr_idx, **kw)
         self.train_dataset, self.stats = train_ds, train_ds.stats
         self.val_dataset = UEADataset(train, indices=va_idx, stats=self.stats, **kw) if len(va_idx) else None
-        self.test_dataset = UEADataset(self._data["test"], stats=self.stats, **kw)
+        if len(held):  # the held-out part of TRAIN replaces the official TEST
+            self.test_dataset = UEADataset(train, indices=held, stats=self.stats, **kw)
+        else:
+            self.test_dataset = UEADataset(self._data["test"], stats=self.stats, **kw)
 
     def val_dataloader(self) -> DataLoader | list:  # type: ignore[override]
         return [] if self.train_dataset is not None and self.val_dataset is None else super().val_dataloader()
