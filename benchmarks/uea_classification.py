@@ -73,6 +73,13 @@ CANDIDATES: dict[str, dict[str, list[str]]] = {
         # ... with the regularised settings of "base"
         "conv_reg": [*_REGULARISED, "--model.init_args.encoder_kwargs.embedding=conv"],
     },
+    "gat": {
+        # first selection for the GAT family (2026-12-01; uea-gat had inherited the SOFTS family's
+        # choice): the shipped recipe, the regularised settings, and those with 128-sample cases
+        "shipped": [],
+        "base": _REGULARISED,
+        "resample128": [*_REGULARISED, "--data.init_args.resample_to=128"],
+    },
     "dbconformer": {
         # the shipped uea-dbconformer (E 40, 10 heads, 16-sample patches of the 128-sample resampled
         # series, dropout 0.25, AdamW 1e-3 / wd 0.01): mean validation accuracy 0.818 (FM 0.651,
