@@ -80,6 +80,14 @@ CANDIDATES: dict[str, dict[str, list[str]]] = {
         "base": _REGULARISED,
         "resample128": [*_REGULARISED, "--data.init_args.resample_to=128"],
     },
+    "mvpformer": {
+        # first selection for the MVPFormer family (2026-12-01; uea-mvpformer had one configuration)
+        "shipped": [],
+        # 32-sample segments: 4 per channel, half the tokens
+        "seg32": ["--model.init_args.encoder_kwargs.segment_samples=32", "--model.init_args.encoder_kwargs.n_positions=4"],
+        # stronger regularisation, as DBConformer's "reg" candidate
+        "reg": ["--model.init_args.encoder_kwargs.drop_rate=0.25", "--model.init_args.optimizer.init_args.weight_decay=0.05"],
+    },
     "dbconformer": {
         # the shipped uea-dbconformer (E 40, 10 heads, 16-sample patches of the 128-sample resampled
         # series, dropout 0.25, AdamW 1e-3 / wd 0.01): mean validation accuracy 0.818 (FM 0.651,
