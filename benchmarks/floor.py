@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from benchmarks.originals import ORIGINALS, Original, _step, build_pair, checkouts_root, profiled_rows
+from benchmarks.originals import Original, _step, build_pair, checkouts_root, measure_rows
 
 DENSE_OPS = frozenset({
     "aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm",
@@ -107,20 +107,9 @@ def run_floor(
 ) -> list[Floor]:
     """Profile each named original (default: all training rows) and print the floor table."""
     root = checkouts_root(checkouts)
-    names = list(models) if models else profiled_rows()
-    unknown = sorted(set(names) - set(ORIGINALS))
-    if unknown:
-        raise ValueError(f"--models: unknown {unknown}; known: {sorted(ORIGINALS)}")
-    rows = []
-    for name in names:
-        try:
-            row = measure(ORIGINALS[name], root, repeats, quick)
-        except ImportError as err:  # an original whose own dependencies are missing here: say so, go on
-            print(f"{name}: skipped, cannot import the original ({type(err).__name__}: {err})", flush=True)
-            continue
-        print(f"{name}: original {row.original_ms:.0f} ms, ours {row.ours_ms:.0f} ms "
-              f"(dense {row.ours_dense_ms:.0f}), ceiling {row.ceiling:.2f}", flush=True)
-        rows.append(row)
+    rows = measure_rows(models, lambda spec: measure(spec, root, repeats, quick),
+                        lambda r: f"original {r.original_ms:.0f} ms, ours {r.ours_ms:.0f} ms "
+                                  f"(dense {r.ours_dense_ms:.0f}), ceiling {r.ceiling:.2f}")
     print(table(rows))
     if json_path is not None:
         from chanformer.io import write_text_atomic

@@ -25,16 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from benchmarks.originals import (
-    ORIGINALS,
-    Inputs,
-    Original,
-    _step,
-    build_pair,
-    checkouts_root,
-    interleave,
-    profiled_rows,
-)
+from benchmarks.originals import Inputs, Original, _step, build_pair, checkouts_root, interleave, measure_rows
 
 
 @dataclass
@@ -109,20 +100,9 @@ def run_bf16(
 ) -> list[Bf16Row]:
     """Measure each named training row (default: those of the dense-product floor) and print the table."""
     root = checkouts_root(checkouts)
-    names = list(models) if models else profiled_rows()
-    unknown = sorted(set(names) - set(ORIGINALS))
-    if unknown:
-        raise ValueError(f"--models: unknown {unknown}; known: {sorted(ORIGINALS)}")
-    rows = []
-    for name in names:
-        try:
-            row = measure(ORIGINALS[name], root, repeats, quick)
-        except ImportError as err:  # an original whose own dependencies are missing here: say so, go on
-            print(f"{name}: skipped, cannot import the original ({type(err).__name__}: {err})", flush=True)
-            continue
-        print(f"{name}: fp32 ratio {row.ratio:.2f}, bf16 ratio {row.bf16_ratio:.2f}, "
-              f"bf16 output change {row.bf16_rel_err:.1e}", flush=True)
-        rows.append(row)
+    rows = measure_rows(models, lambda spec: measure(spec, root, repeats, quick),
+                        lambda r: f"fp32 ratio {r.ratio:.2f}, bf16 ratio {r.bf16_ratio:.2f}, "
+                                  f"bf16 output change {r.bf16_rel_err:.1e}")
     print(table(rows))
     if json_path is not None:
         from chanformer.io import write_text_atomic

@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -74,6 +74,7 @@ MAX_ILL_CONDITIONED = 1e-3  # the largest share of an output's entries Original.
 MEMORY_METHOD = "peak RSS delta over one step, sampled every 0.5 ms after malloc_trim"
 
 Inputs = dict[str, Tensor]
+R = TypeVar("R")  # a measured row (benchmarks.floor.Floor, benchmarks.low_precision.Bf16Row)
 
 
 # -- importing an original from a checkout ---------------------------------------------------------------
@@ -623,6 +624,27 @@ def profiled_rows() -> list[str]:
     """The training rows that the floor and bf16 benchmarks run by default: every one but
     MambAttention's, whose original takes ~85 s per training step even at 0.25 s."""
     return [n for n, s in ORIGINALS.items() if "train" in s.modes and s.converter_name != "mambattention"]
+
+
+def measure_rows(
+    models: Sequence[str] | None, measure_one: Callable[[Original], R], describe: Callable[[R], str]
+) -> list[R]:
+    """``measure_one`` of each named row (default: :func:`profiled_rows`), printing ``describe(row)``
+    as it goes; an original whose own dependencies are missing here is reported and skipped."""
+    names = list(models) if models else profiled_rows()
+    unknown = sorted(set(names) - set(ORIGINALS))
+    if unknown:
+        raise ValueError(f"--models: unknown {unknown}; known: {sorted(ORIGINALS)}")
+    rows = []
+    for name in names:
+        try:
+            row = measure_one(ORIGINALS[name])
+        except ImportError as err:
+            print(f"{name}: skipped, cannot import the original ({type(err).__name__}: {err})", flush=True)
+            continue
+        print(f"{name}: {describe(row)}", flush=True)
+        rows.append(row)
+    return rows
 
 
 # -- measurement ---------------------------------------------------------------------------------------
