@@ -72,6 +72,13 @@ CANDIDATES: dict[str, dict[str, list[str]]] = {
         "conv": ["--model.init_args.encoder_kwargs.embedding=conv"],
         # ... with the regularised settings of "base"
         "conv_reg": [*_REGULARISED, "--model.init_args.encoder_kwargs.embedding=conv"],
+        # third round (2026-12-01): the shipped training settings with the segment-mean embedding
+        # (each channel averaged over P equal time segments, then linear). Rule fixed before the
+        # run: the candidate with the highest mean validation accuracy replaces the shipped recipe
+        # only if it beats the shipped recipe re-run in the same session; a tie keeps the shipped.
+        "seg4": ["--model.init_args.encoder_kwargs.embedding=segments", "--model.init_args.encoder_kwargs.segments=4"],
+        "seg8": ["--model.init_args.encoder_kwargs.embedding=segments", "--model.init_args.encoder_kwargs.segments=8"],
+        "seg16": ["--model.init_args.encoder_kwargs.embedding=segments", "--model.init_args.encoder_kwargs.segments=16"],
     },
     "gat": {
         # first selection for the GAT family (2026-12-01; uea-gat had inherited the SOFTS family's

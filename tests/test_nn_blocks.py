@@ -144,6 +144,26 @@ def test_series_conv_embedding_treats_each_channel_alone_and_is_shift_invariant_
     assert emb(torch.randn(1, 2, 7, dtype=torch.float64)).shape == (1, 2, 8)
 
 
+def test_segment_mean_embedding_is_a_linear_layer_over_segment_means() -> None:
+    from chanformer.nn.series_segments import SegmentMeanEmbedding
+
+    torch.manual_seed(0)
+    emb = SegmentMeanEmbedding(d_model=5, segments=4).double()
+    x = torch.randn(2, 3, 12, dtype=torch.float64)
+    means = x.view(2, 3, 4, 3).mean(-1)  # 12 samples, 4 segments of 3
+    expected = means @ emb.proj.weight.T + emb.proj.bias
+    torch.testing.assert_close(emb(x), expected, rtol=1e-12, atol=1e-12)
+    # moving samples within a segment changes nothing; across segments it does
+    within = x[..., [1, 0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]]
+    torch.testing.assert_close(emb(within), emb(x), rtol=1e-12, atol=1e-12)
+    across = x[..., [3, 1, 2, 0, 4, 5, 6, 7, 8, 9, 10, 11]]
+    assert not torch.allclose(emb(across), emb(x))
+    # any length, including one shorter than the segment count
+    assert emb(torch.randn(1, 2, 3, dtype=torch.float64)).shape == (1, 2, 5)
+    with pytest.raises(ValueError, match="segments=0"):
+        SegmentMeanEmbedding(5, segments=0)
+
+
 def test_series_conv_embedding_rejects_bad_sizes() -> None:
     from chanformer.nn.series_conv import SeriesConvEmbedding
 

@@ -5,7 +5,7 @@ across channels by STAR layers. Tokens are per channel, so any channel set works
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -16,6 +16,7 @@ from chanformer.encoders._registry import register_encoder
 from chanformer.encoders.base import Encoder, masked_mean
 from chanformer.nn import InstanceNorm, STARLayer
 from chanformer.nn.series_conv import SeriesConvEmbedding
+from chanformer.nn.series_segments import SegmentMeanEmbedding
 
 __all__ = ["SOFTS", "softs", "softs_small", "softs_test"]
 
@@ -39,11 +40,14 @@ class SOFTS(Encoder):
         channel_embedding: switch that embedding on (``True``; a task then fills ``num_channels``
             from the data's vocabulary) or off (``False``); ``None`` = on iff ``num_channels`` is given.
         embedding: how a channel's series becomes its token: ``"linear"`` (the original: one
-            linear layer over all ``T`` samples) or ``"conv"`` (a chanformer extension for
-            classification: :class:`chanformer.nn.series_conv.SeriesConvEmbedding`, shared dilated
-            convolutions pooled over time, shift-invariant).
+            linear layer over all ``T`` samples), or one of two chanformer extensions for
+            classification: ``"conv"`` (:class:`chanformer.nn.series_conv.SeriesConvEmbedding`,
+            shared dilated convolutions pooled over time, shift-invariant) or ``"segments"``
+            (:class:`chanformer.nn.series_segments.SegmentMeanEmbedding`, the means of
+            ``segments`` equal time segments through a linear layer).
         conv_width: feature maps per channel of the ``"conv"`` embedding.
         conv_dilations: dilations of its residual layers (kernel 7).
+        segments: number of time segments of the ``"segments"`` embedding.
     """
 
     data_args = {"n_times": "seq_len"}
@@ -64,6 +68,7 @@ class SOFTS(Encoder):
         embedding: str = "linear",
         conv_width: int = 32,
         conv_dilations: Sequence[int] = (1, 2, 4, 8),
+        segments: int = 8,
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -77,13 +82,15 @@ class SOFTS(Encoder):
         self.seq_len = seq_len
         self.embed_dim = d_model
         self.norm = InstanceNorm() if instance_norm else None
-        if embedding not in ("linear", "conv"):
-            raise ValueError(f"SOFTS(embedding={embedding!r}): choose 'linear' or 'conv'")
+        embeddings: dict[str, Callable[[], nn.Module]] = {
+            "linear": lambda: nn.Linear(seq_len, d_model, **kw),
+            "conv": lambda: SeriesConvEmbedding(d_model, conv_width, dilations=conv_dilations, **kw),
+            "segments": lambda: SegmentMeanEmbedding(d_model, segments, **kw),
+        }
+        if embedding not in embeddings:
+            raise ValueError(f"SOFTS(embedding={embedding!r}): choose one of {', '.join(map(repr, embeddings))}")
         self.embedding = embedding
-        self.embed: nn.Module = (
-            nn.Linear(seq_len, d_model, **kw) if embedding == "linear"
-            else SeriesConvEmbedding(d_model, conv_width, dilations=conv_dilations, **kw)
-        )  # fmt: skip
+        self.embed: nn.Module = embeddings[embedding]()
         self.embed_dropout = nn.Dropout(dropout)
         self.channel_embed = _optional_table(num_channels, channel_embedding, d_model, "SOFTS", kw)
         self.layers = nn.ModuleList(
