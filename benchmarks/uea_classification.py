@@ -79,6 +79,13 @@ CANDIDATES: dict[str, dict[str, list[str]]] = {
         "seg4": ["--model.init_args.encoder_kwargs.embedding=segments", "--model.init_args.encoder_kwargs.segments=4"],
         "seg8": ["--model.init_args.encoder_kwargs.embedding=segments", "--model.init_args.encoder_kwargs.segments=8"],
         "seg16": ["--model.init_args.encoder_kwargs.embedding=segments", "--model.init_args.encoder_kwargs.segments=16"],
+        # fourth round (2026-12-01), after a TRAIN-only probe (logistic regression, 5-fold CV on
+        # TRAIN) showed that per-channel weights on segment means beat the same features averaged
+        # over channels (FingerMovements 0.69 vs 0.59, SCP1 0.85 vs 0.70): a channel table that
+        # gives each channel a gain as well as a shift, alone and with 4 segment means. Same rule.
+        "affine": ["--model.init_args.encoder_kwargs.channel_embedding=affine"],
+        "affine_seg4": ["--model.init_args.encoder_kwargs.channel_embedding=affine",
+                        "--model.init_args.encoder_kwargs.embedding=segments", "--model.init_args.encoder_kwargs.segments=4"],
     },
     "gat": {
         # first selection for the GAT family (2026-12-01; uea-gat had inherited the SOFTS family's

@@ -37,6 +37,7 @@ VARIANTS: list[tuple[str, dict]] = [
     ("softs_test", {"num_channels": N_IDS}),
     ("softs_test", {"embedding": "conv", "conv_width": 4, "conv_dilations": (1, 2), "num_channels": N_IDS}),
     ("softs_test", {"embedding": "segments", "segments": 4, "num_channels": N_IDS}),
+    ("softs_test", {"channel_embedding": "affine", "num_channels": N_IDS}),
     ("gat_test", {}),
     ("gat_test", {"num_channels": N_IDS}),
     ("channelvit_test", {"num_channels": N_IDS}),

@@ -100,3 +100,38 @@ def test_pretrained_round_trip_identical(tmp_path):
     assert isinstance(loaded, ChannelForecaster)
     with torch.no_grad():
         assert torch.equal(model(batch), loaded(batch))
+
+
+def test_affine_channel_table_gives_each_channel_a_gain_and_starts_additive():
+    """``channel_embedding="affine"``: ``token * (1 + gain[id]) + shift[id]``; with the gains at
+    their initial 0 it is the additive table, and a task sizes it from the data's vocabulary."""
+    import pytest
+
+    from chanformer.channels import Channel, ChannelVocab
+    from chanformer.spec import DataSpec
+
+    torch.manual_seed(0)
+    affine = create_encoder("softs_test", channel_embedding="affine", num_channels=5).double().eval()
+    additive = create_encoder("softs_test", channel_embedding=True, num_channels=5).double().eval()
+    d = affine.embed_dim
+    assert affine.channel_embed.weight.shape == (5, 2 * d)
+    assert torch.equal(affine.channel_embed.weight[:, d:], torch.zeros(5, d, dtype=torch.float64))
+    state = dict(affine.state_dict())
+    state["channel_embed.weight"] = state["channel_embed.weight"][:, :d]
+    additive.load_state_dict(state)
+    values = torch.randn(2, 3, 16, dtype=torch.float64)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    ids = torch.tensor([[0, 3, 4], [2, 1, 0]])
+    torch.testing.assert_close(affine.tokens(values, mask, channel_ids=ids),
+                               additive.tokens(values, mask, channel_ids=ids), rtol=1e-12, atol=1e-12)
+    # a gain of -1 on channel id 3 removes that channel's series from its token: only its shift stays
+    with torch.no_grad():
+        affine.channel_embed.weight[3, d:] = -1.0
+    affine.layers = torch.nn.ModuleList()  # look at the embedding alone
+    tok = affine.tokens(values, mask, channel_ids=ids)
+    torch.testing.assert_close(tok[0, 1], affine.channel_embed.weight[3, :d], rtol=1e-12, atol=1e-12)
+    vocab = ChannelVocab("v", [Channel(f"eeg/C{i}", kind="eeg") for i in range(7)])
+    built = create_encoder("softs_test", data_spec=DataSpec(vocab=vocab, n_times=16), channel_embedding="affine")
+    assert built.channel_embed.num_embeddings == 7
+    with pytest.raises(ValueError, match="channel_embedding='film'"):
+        create_encoder("softs_test", channel_embedding="film", num_channels=5)

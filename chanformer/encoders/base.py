@@ -46,6 +46,8 @@ class Encoder(nn.Module, metaclass=abc.ABCMeta):
     #: Constructor argument sizing the table whose row ``k`` belongs to vocabulary id ``k``
     #: (``None``: the family has no vocabulary-indexed table).
     channel_table_arg: ClassVar[str | None] = None
+    #: Values of the ``channel_embedding`` argument that switch that table on.
+    channel_table_switches: ClassVar[tuple[Any, ...]] = (True,)
     #: Vocabulary whose ids the encoder's channel embeddings (if any) are indexed by.
     vocab: ChannelVocab | None = None
     #: Set by :func:`create_encoder`: how to rebuild this encoder.
@@ -56,9 +58,12 @@ class Encoder(nn.Module, metaclass=abc.ABCMeta):
     def data_kwargs(cls, spec: DataSpec, given: dict[str, Any]) -> dict[str, Any]:
         """Constructor arguments taken from the data (``data_args``) for a build with arguments
         ``given``. An optional channel table switched on with ``channel_embedding=True`` gets its
-        size (``channel_table_arg``) from the vocabulary, so recipes never hard-code it."""
+        size (``channel_table_arg``) from the vocabulary, so recipes never hard-code it (the values
+        that switch it on: ``channel_table_switches``)."""
         out = spec.encoder_kwargs(cls.data_args)
-        if cls.channel_table_arg and given.get("channel_embedding") is True and len(spec.vocab):
+        switch = given.get("channel_embedding")
+        on = any(switch is v if isinstance(v, bool) else switch == v for v in cls.channel_table_switches)
+        if cls.channel_table_arg and on and len(spec.vocab):
             out.setdefault(cls.channel_table_arg, len(spec.vocab))
         return out
 

@@ -39,6 +39,10 @@ class SOFTS(Encoder):
             extension: the original SOFTS knows channels only through their values).
         channel_embedding: switch that embedding on (``True``; a task then fills ``num_channels``
             from the data's vocabulary) or off (``False``); ``None`` = on iff ``num_channels`` is given.
+            ``"affine"`` (a chanformer extension) gives each channel a gain as well as the added
+            vector, ``token * (1 + gain[id]) + shift[id]`` (table width ``2 D``, gains start at 0),
+            so a channel's series can weigh differently in the pooled embedding by what the
+            channel is (e.g. the two hemispheres of a lateralised EEG response).
         embedding: how a channel's series becomes its token: ``"linear"`` (the original: one
             linear layer over all ``T`` samples), or one of two chanformer extensions for
             classification: ``"conv"`` (:class:`chanformer.nn.series_conv.SeriesConvEmbedding`,
@@ -52,6 +56,7 @@ class SOFTS(Encoder):
 
     data_args = {"n_times": "seq_len"}
     channel_table_arg = "num_channels"
+    channel_table_switches = (True, "affine")
 
     def __init__(
         self,
@@ -64,7 +69,7 @@ class SOFTS(Encoder):
         activation: str = "gelu",
         instance_norm: bool = False,
         num_channels: int | None = None,
-        channel_embedding: bool | None = None,
+        channel_embedding: bool | str | None = None,
         embedding: str = "linear",
         conv_width: int = 32,
         conv_dilations: Sequence[int] = (1, 2, 4, 8),
@@ -92,7 +97,15 @@ class SOFTS(Encoder):
         self.embedding = embedding
         self.embed: nn.Module = embeddings[embedding]()
         self.embed_dropout = nn.Dropout(dropout)
-        self.channel_embed = _optional_table(num_channels, channel_embedding, d_model, "SOFTS", kw)
+        if channel_embedding not in (None, True, False, "affine"):
+            raise ValueError(f"SOFTS(channel_embedding={channel_embedding!r}): choose true, false or 'affine'")
+        self.channel_affine = channel_embedding == "affine"
+        switch = None if channel_embedding is None else bool(channel_embedding)
+        width = 2 * d_model if self.channel_affine else d_model
+        self.channel_embed = _optional_table(num_channels, switch, width, "SOFTS", kw)
+        if self.channel_embed is not None and self.channel_affine:
+            with torch.no_grad():
+                self.channel_embed.weight[:, d_model:].zero_()  # gains start at 0: the additive table
         self.layers = nn.ModuleList(
             STARLayer(d_model, d_core, d_ff, dropout, activation, **kw) for _ in range(e_layers)
         )
@@ -120,7 +133,13 @@ class SOFTS(Encoder):
             if channel_ids is None:
                 raise ValueError("SOFTS(num_channels=...) needs channel_ids to look up channel embeddings")
             ident = self.channel_embed(channel_ids)
-            x = torch.cat([x[:, : values.shape[1]] + ident, x[:, values.shape[1] :]], dim=1)
+            n = values.shape[1]
+            if self.channel_affine:
+                shift, gain = ident.chunk(2, dim=-1)
+                channel_tokens = x[:, :n] * (1 + gain) + shift
+            else:
+                channel_tokens = x[:, :n] + ident
+            x = torch.cat([channel_tokens, x[:, n:]], dim=1)
         x = self.embed_dropout(x)
         for layer in self.layers:
             x = layer(x, token_mask)
