@@ -56,6 +56,7 @@ _REGULARISED = [
     "--model.init_args.lr_scheduler.class_path=torch.optim.lr_scheduler.CosineAnnealingLR",
     "--model.init_args.lr_scheduler.init_args.T_max=80",
 ]
+_NO_AUGMENTATION = ["--data.init_args.augment_shift=0", "--data.init_args.augment_scale=0", "--data.init_args.augment_noise=0"]
 CANDIDATES: dict[str, dict[str, list[str]]] = {
     "softs": {
         # the shipped uea-softs (basicmotions-softs' training settings + early stopping, patience 20):
@@ -86,6 +87,12 @@ CANDIDATES: dict[str, dict[str, list[str]]] = {
         "affine": ["--model.init_args.encoder_kwargs.channel_embedding=affine"],
         "affine_seg4": ["--model.init_args.encoder_kwargs.channel_embedding=affine",
                         "--model.init_args.encoder_kwargs.embedding=segments", "--model.init_args.encoder_kwargs.segments=4"],
+        # fifth round (2026-12-01): every candidate so far trained with the circular time shift,
+        # gain and noise augmentation of basicmotions-softs; a shift moves a slow potential
+        # relative to the event it is locked to. Without augmentation, with the additive and with
+        # the affine table. Same rule.
+        "noaug": _NO_AUGMENTATION,
+        "noaug_affine": [*_NO_AUGMENTATION, "--model.init_args.encoder_kwargs.channel_embedding=affine"],
     },
     "gat": {
         # first selection for the GAT family (2026-12-01; uea-gat had inherited the SOFTS family's
