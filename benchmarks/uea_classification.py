@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ARCHIVES", "CANDIDATES", "EEG_ARCHIVES", "fit_recipe", "main", "minirocket_accuracy"]
+__all__ = ["ARCHIVES", "CANDIDATES", "EEG_ARCHIVES", "fit_recipe", "main", "minirocket_accuracy", "segment_probe"]
 
 ARCHIVES = ("ArticularyWordRecognition", "FingerMovements", "SelfRegulationSCP1", "EyesOpenShut")
 EEG_ARCHIVES = ("FingerMovements", "SelfRegulationSCP1", "EyesOpenShut")
@@ -201,20 +201,22 @@ def minirocket_accuracy(archive: str, seed: int) -> dict[str, Any]:
         return pool.apply(_minirocket_accuracy, (archive, seed))
 
 
+def _load_split(archive: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """One official split as ``[N, C, T]`` float64 (cases edge-padded to the longest) and labels."""
+    from chanformer.datasets import read_ts, uea_path
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = read_ts(uea_path(archive, split, _uea_root()))
+    n = int(d.lengths.max())
+    x = np.stack([np.pad(s, ((0, 0), (0, n - s.shape[1])), mode="edge") for s in d.series])
+    return np.nan_to_num(x).astype(np.float64), np.asarray(d.labels)
+
+
 def _minirocket_accuracy(archive: str, seed: int) -> dict[str, Any]:
     from aeon.classification.convolution_based import MiniRocketClassifier
 
-    from chanformer.datasets import read_ts, uea_path
-
-    def load(split: str) -> tuple[np.ndarray, np.ndarray]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            d = read_ts(uea_path(archive, split, _uea_root()))
-        n = int(d.lengths.max())
-        x = np.stack([np.pad(s, ((0, 0), (0, n - s.shape[1])), mode="edge") for s in d.series])
-        return np.nan_to_num(x).astype(np.float64), np.asarray(d.labels)
-
-    (xtr, ytr), (xte, yte) = load("train"), load("test")
+    (xtr, ytr), (xte, yte) = _load_split(archive, "train"), _load_split(archive, "test")
     if xte.shape[-1] != xtr.shape[-1]:
         n = max(xtr.shape[-1], xte.shape[-1])
         xtr, xte = (np.pad(x, ((0, 0), (0, 0), (0, n - x.shape[-1])), mode="edge") for x in (xtr, xte))
@@ -223,6 +225,34 @@ def _minirocket_accuracy(archive: str, seed: int) -> dict[str, Any]:
     acc = float((clf.predict(xte) == yte).mean())
     return {"recipe": "minirocket", "archive": archive, "seed": seed, "test_acc": acc,
             "wall_s": round(time.perf_counter() - t0, 1)}  # fmt: skip
+
+
+def segment_probe(archive: str, segments: Sequence[int] = (1, 2, 4, 8, 16)) -> list[dict[str, Any]]:
+    """TRAIN-only probe of what a linear model finds in an archive: each channel z-scored, averaged
+    over ``P`` equal time segments, then logistic regression (standardised features,
+    ``LogisticRegressionCV``, 8 values of C) scored by 5-fold stratified cross-validation on the
+    official TRAIN (TEST is never read). Two feature sets per ``P``: the ``C x P`` segment means
+    with a weight per channel, and the ``P`` means averaged over channels (what a model that pools
+    channel tokens by their mean can use without telling channels apart)."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _load_split(archive, "train")
+    x = (x - x.mean(axis=(0, 2), keepdims=True)) / (x.std(axis=(0, 2), keepdims=True) + 1e-12)
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    out = []
+    for p in segments:
+        edges = np.linspace(0, x.shape[-1], p + 1).round().astype(int)
+        means = np.stack([x[..., a:b].mean(-1) for a, b in zip(edges[:-1], edges[1:], strict=True)], -1)  # [N, C, P]
+        for kind, feats in (("per channel", means.reshape(len(x), -1)), ("channel mean", means.mean(1))):
+            clf = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=8, max_iter=3000))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                acc = float(cross_val_score(clf, feats, y, cv=folds).mean())
+            out.append({"recipe": f"logreg, {p} segments, {kind}", "archive": archive, "seed": 0, "cv_acc": acc})
+    return out
 
 
 # -- tables -------------------------------------------------------------------------------------
@@ -349,6 +379,16 @@ def _transfer(ns: argparse.Namespace) -> list[dict[str, Any]]:
     return runs
 
 
+def _probe(ns: argparse.Namespace) -> list[dict[str, Any]]:
+    runs = []
+    for a in ns.archives:
+        for r in segment_probe(a):
+            _log(r | {"val_acc": r["cv_acc"]})
+            runs.append(r)
+        _write(ns.out, runs, "5-fold CV accuracy on TRAIN of logistic regression on segment means", "cv_acc", vars(ns))
+    return runs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.uea_classification", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -366,13 +406,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     pr = sub.add_parser("protocol", help="early stopping vs refit on all of train, scored on a held-out part of TRAIN")
     pr.add_argument("--recipe", default="uea-softs")
     pr.add_argument("--holdout", type=float, default=0.2, help="share of each class of TRAIN held out for scoring")
-    for q, archives in ((sel, ARCHIVES), (run, ARCHIVES), (tr, EEG_ARCHIVES), (pr, ARCHIVES)):
+    pb = sub.add_parser("probe", help="TRAIN-only: logistic regression on per-channel vs channel-averaged segment means")
+    for q, archives in ((sel, ARCHIVES), (run, ARCHIVES), (tr, EEG_ARCHIVES), (pr, ARCHIVES), (pb, ARCHIVES)):
         q.add_argument("--archives", nargs="+", default=list(archives))
         q.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2] if q is not sel else [0])
         q.add_argument("--out", required=True, help="output path without suffix (.json and .md are written)")
     ns = p.parse_args(argv)
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-    {"select": _select, "run": _run, "transfer": _transfer, "protocol": _protocol}[ns.cmd](ns)
+    {"select": _select, "run": _run, "transfer": _transfer, "protocol": _protocol, "probe": _probe}[ns.cmd](ns)
     return 0
 
 
