@@ -249,3 +249,15 @@ def test_uea_eeg_encoder_recipes_reach_their_measured_accuracy(recipe, tmp_path)
         torch.set_num_threads(threads)
     for archive, measured in ENCODER_MEASURED[recipe].items():
         assert _mean(runs, recipe, archive) >= measured - 0.03, archive
+
+
+def test_segment_probe_finds_the_per_channel_signal_of_finger_movements():
+    """The TRAIN-only probe behind docs/timeseries.md's third round: on FingerMovements, logistic
+    regression on two segment means per channel reaches 0.687 in 5-fold CV on TRAIN, and the
+    same means averaged over channels only 0.579 (benchmarks/results/uea-segment-probe-*.md)."""
+    from benchmarks.uea_classification import segment_probe
+
+    _need_data()
+    rows = {r["recipe"]: r["cv_acc"] for r in segment_probe("FingerMovements", segments=(2,))}
+    assert rows["logreg, 2 segments, per channel"] == pytest.approx(0.687, abs=0.01)
+    assert rows["logreg, 2 segments, channel mean"] == pytest.approx(0.579, abs=0.01)
