@@ -140,6 +140,7 @@ def fit_recipe(
     *,
     test: bool = True,
     workdir: str | Path | None = None,
+    val_probabilities: bool = False,
 ) -> dict[str, Any]:
     """Fit ``recipe`` on ``archive`` (``None``: the recipe's own data) with ``seed`` (the training
     seed and the train/val split seed). Returns validation accuracy of the best checkpoint,
@@ -163,6 +164,12 @@ def fit_recipe(
         test_acc = float(cli.trainer.callback_metrics["test/acc"]) if test else None
         has_val = getattr(cli.datamodule, "val_dataset", None) is not None
         val = cli.trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path="best", verbose=False) if has_val else []
+        extra: dict[str, Any] = {}
+        if val_probabilities and has_val:
+            loader = cli.datamodule.val_dataloader()
+            probs = cli.trainer.predict(cli.model, dataloaders=loader, ckpt_path="best")
+            extra["val_probs"] = [row.tolist() for p in probs for row in p]
+            extra["val_targets"] = [int(t) for b in loader for t in b.target]
     epochs = int(cli.trainer.current_epoch)
     best_path = getattr(cli.trainer.checkpoint_callback, "best_model_path", "")
     if best_path and getattr(cli.trainer.checkpoint_callback, "monitor", None):
@@ -178,7 +185,7 @@ def fit_recipe(
         "val_acc": float(val[0]["val/acc"]) if val else None, "test_acc": test_acc,
         "epochs": epochs, "wall_s": round(fit_s, 1), "export": str(root / "export"),
         "best_epochs": best_epochs,  # epochs up to and including the best checkpoint's (monitored runs)
-    }  # fmt: skip
+    } | extra  # fmt: skip
 
 
 def _uea_root() -> Path:
@@ -379,6 +386,32 @@ def _transfer(ns: argparse.Namespace) -> list[dict[str, Any]]:
     return runs
 
 
+def _ensemble(ns: argparse.Namespace) -> list[dict[str, Any]]:
+    """TRAIN-only: ``members`` fits of the recipe that differ only in the training seed (the
+    train/validation split is that of ``--seeds``), scored on validation one by one and as the
+    average of their class probabilities."""
+    runs = []
+    for s in ns.seeds:
+        for a in ns.archives:
+            members = []
+            for m in range(ns.members):
+                r = fit_recipe(ns.recipe, a, s, [f"--seed_everything={1000 * m + s}"], test=False, val_probabilities=True)
+                r["recipe"], r["member"] = f"{ns.recipe} (one member)", m
+                _log(r)
+                members.append(r)
+            probs = np.mean([np.asarray(r["val_probs"]) for r in members], axis=0)
+            target = np.asarray(members[0]["val_targets"])
+            ens = {"recipe": f"{ns.recipe} (mean of {ns.members})", "archive": a, "seed": s,
+                   "val_acc": float((probs.argmax(1) == target).mean()),
+                   "wall_s": round(sum(r["wall_s"] for r in members), 1)}  # fmt: skip
+            _log(ens)
+            runs += [{k: v for k, v in r.items() if not k.startswith("val_") or k == "val_acc"} for r in members]
+            runs.append(ens)
+            _write(ns.out, runs, f"validation accuracy (TRAIN split only): {ns.recipe} alone and as an ensemble",
+                   "val_acc", vars(ns))  # fmt: skip
+    return runs
+
+
 def _probe(ns: argparse.Namespace) -> list[dict[str, Any]]:
     runs = []
     for a in ns.archives:
@@ -406,14 +439,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     pr = sub.add_parser("protocol", help="early stopping vs refit on all of train, scored on a held-out part of TRAIN")
     pr.add_argument("--recipe", default="uea-softs")
     pr.add_argument("--holdout", type=float, default=0.2, help="share of each class of TRAIN held out for scoring")
+    en = sub.add_parser("ensemble", help="TRAIN-only: one recipe's fits with different training seeds, alone and averaged")
+    en.add_argument("--recipe", default="uea-softs")
+    en.add_argument("--members", type=int, default=5)
     pb = sub.add_parser("probe", help="TRAIN-only: logistic regression on per-channel vs channel-averaged segment means")
-    for q, archives in ((sel, ARCHIVES), (run, ARCHIVES), (tr, EEG_ARCHIVES), (pr, ARCHIVES), (pb, ARCHIVES)):
+    for q, archives in ((sel, ARCHIVES), (run, ARCHIVES), (tr, EEG_ARCHIVES), (pr, ARCHIVES), (pb, ARCHIVES), (en, ARCHIVES)):
         q.add_argument("--archives", nargs="+", default=list(archives))
-        q.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2] if q is not sel else [0])
+        q.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2] if q not in (sel, en) else [0])
         q.add_argument("--out", required=True, help="output path without suffix (.json and .md are written)")
     ns = p.parse_args(argv)
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-    {"select": _select, "run": _run, "transfer": _transfer, "protocol": _protocol, "probe": _probe}[ns.cmd](ns)
+    commands = {"select": _select, "run": _run, "transfer": _transfer, "protocol": _protocol, "probe": _probe,
+                "ensemble": _ensemble}  # fmt: skip
+    commands[ns.cmd](ns)
     return 0
 
 
