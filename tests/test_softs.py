@@ -135,3 +135,6 @@ def test_affine_channel_table_gives_each_channel_a_gain_and_starts_additive():
     assert built.channel_embed.num_embeddings == 7
     with pytest.raises(ValueError, match="channel_embedding='film'"):
         create_encoder("softs_test", channel_embedding="film", num_channels=5)
+    # GAT has no gain table: "affine" is refused, not read as a plain switch
+    with pytest.raises(ValueError, match=r"GAT\(channel_embedding='affine'\)"):
+        create_encoder("gat_test", channel_embedding="affine", num_channels=5)

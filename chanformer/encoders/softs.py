@@ -169,6 +169,8 @@ class SOFTS(Encoder):
 
 def _optional_table(num_channels: int | None, enabled: bool | None, width: int, who: str, kw: dict) -> nn.Embedding | None:
     """The optional vocabulary-indexed channel table of SOFTS and GAT (see their ``channel_embedding``)."""
+    if enabled not in (None, True, False) or isinstance(enabled, int) and not isinstance(enabled, bool):
+        raise ValueError(f"{who}(channel_embedding={enabled!r}): choose true, false or leave it unset")
     on = num_channels is not None if enabled is None else bool(enabled)
     if not on:
         return None
