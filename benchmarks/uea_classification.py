@@ -57,6 +57,8 @@ _REGULARISED = [
     "--model.init_args.lr_scheduler.init_args.T_max=80",
 ]
 _NO_AUGMENTATION = ["--data.init_args.augment_shift=0", "--data.init_args.augment_scale=0", "--data.init_args.augment_noise=0"]
+_ENC = "--model.init_args.encoder_kwargs."
+_LINEAR_CORNER = [f"{_ENC}e_layers=0", f"{_ENC}channel_embedding=affine", f"{_ENC}embedding=segments"]
 CANDIDATES: dict[str, dict[str, list[str]]] = {
     "softs": {
         # the shipped uea-softs (basicmotions-softs' training settings + early stopping, patience 20):
@@ -93,6 +95,11 @@ CANDIDATES: dict[str, dict[str, list[str]]] = {
         # the affine table. Same rule.
         "noaug": _NO_AUGMENTATION,
         "noaug_affine": [*_NO_AUGMENTATION, "--model.init_args.encoder_kwargs.channel_embedding=affine"],
+        # seventh round (2026-12-01): the family's linear corner, the probe's model inside SOFTS. No
+        # STAR layer: the pooled token is a per-channel linear function of the segment means (the
+        # affine table's gains), then the linear head. Same rule.
+        "linear_seg4": [*_LINEAR_CORNER, f"{_ENC}segments=4"],
+        "linear_seg8": [*_LINEAR_CORNER, f"{_ENC}segments=8"],
     },
     "gat": {
         # first selection for the GAT family (2026-12-01; uea-gat had inherited the SOFTS family's
