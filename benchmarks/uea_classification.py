@@ -241,21 +241,35 @@ def _minirocket_accuracy(archive: str, seed: int) -> dict[str, Any]:
             "wall_s": round(time.perf_counter() - t0, 1)}  # fmt: skip
 
 
-def segment_probe(archive: str, segments: Sequence[int] = (1, 2, 4, 8, 16)) -> list[dict[str, Any]]:
+def segment_probe(
+    archive: str, segments: Sequence[int] = (1, 2, 4, 8, 16), validation_seed: int | None = None
+) -> list[dict[str, Any]]:
     """TRAIN-only probe of what a linear model finds in an archive: each channel z-scored, averaged
     over ``P`` equal time segments, then logistic regression (standardised features,
     ``LogisticRegressionCV``, 8 values of C) scored by 5-fold stratified cross-validation on the
     official TRAIN (TEST is never read). Two feature sets per ``P``: the ``C x P`` segment means
     with a weight per channel, and the ``P`` means averaged over channels (what a model that pools
-    channel tokens by their mean can use without telling channels apart)."""
+    channel tokens by their mean can use without telling channels apart).
+
+    ``validation_seed``: score instead on the validation split that ``select`` uses for that
+    seed (``UEADataModule(val_fraction=0.2, seed=...)``), fitting on its train part (C still
+    chosen by cross-validation inside that part), so the number compares with a recipe's."""
     from sklearn.linear_model import LogisticRegressionCV
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import PredefinedSplit, StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     x, y = _load_split(archive, "train")
     x = (x - x.mean(axis=(0, 2), keepdims=True)) / (x.std(axis=(0, 2), keepdims=True) + 1e-12)
-    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    folds: Any = StratifiedKFold(5, shuffle=True, random_state=0)
+    if validation_seed is not None:
+        from chanformer.datasets import UEADataModule
+
+        dm = UEADataModule(name=archive, root=_uea_root(), val_fraction=0.2, seed=validation_seed)
+        dm.setup("fit")
+        fold = np.full(len(y), -1)
+        fold[dm.val_dataset.indices] = 0  # type: ignore[union-attr]
+        folds = PredefinedSplit(fold)
     out = []
     for p in segments:
         edges = np.linspace(0, x.shape[-1], p + 1).round().astype(int)
@@ -265,7 +279,9 @@ def segment_probe(archive: str, segments: Sequence[int] = (1, 2, 4, 8, 16)) -> l
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 acc = float(cross_val_score(clf, feats, y, cv=folds).mean())
-            out.append({"recipe": f"logreg, {p} segments, {kind}", "archive": archive, "seed": 0, "cv_acc": acc})
+            out.append({"recipe": f"logreg, {p} segments, {kind}", "archive": archive, "cv_acc": acc,
+                        "seed": 0 if validation_seed is None else validation_seed, "scored_on": "5-fold CV"
+                        if validation_seed is None else "select's validation split"})  # fmt: skip
     return out
 
 
@@ -422,7 +438,7 @@ def _ensemble(ns: argparse.Namespace) -> list[dict[str, Any]]:
 def _probe(ns: argparse.Namespace) -> list[dict[str, Any]]:
     runs = []
     for a in ns.archives:
-        for r in segment_probe(a):
+        for r in segment_probe(a, validation_seed=ns.validation_seed):
             _log(r | {"val_acc": r["cv_acc"]})
             runs.append(r)
         _write(ns.out, runs, "5-fold CV accuracy on TRAIN of logistic regression on segment means", "cv_acc", vars(ns))
@@ -450,6 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     en.add_argument("--recipe", default="uea-softs")
     en.add_argument("--members", type=int, default=5)
     pb = sub.add_parser("probe", help="TRAIN-only: logistic regression on per-channel vs channel-averaged segment means")
+    pb.add_argument("--validation_seed", type=int, default=None, help="score on select's validation split of this seed")
     for q, archives in ((sel, ARCHIVES), (run, ARCHIVES), (tr, EEG_ARCHIVES), (pr, ARCHIVES), (pb, ARCHIVES), (en, ARCHIVES)):
         q.add_argument("--archives", nargs="+", default=list(archives))
         q.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2] if q not in (sel, en) else [0])
