@@ -133,6 +133,10 @@ def test_affine_channel_table_gives_each_channel_a_gain_and_starts_additive():
     vocab = ChannelVocab("v", [Channel(f"eeg/C{i}", kind="eeg") for i in range(7)])
     built = create_encoder("softs_test", data_spec=DataSpec(vocab=vocab, n_times=16), channel_embedding="affine")
     assert built.channel_embed.num_embeddings == 7
+    drawn = create_encoder("softs_test", channel_embedding="affine", num_channels=5, channel_gain_init=1.0)
+    assert 0.5 < float(drawn.channel_embed.weight[:, d:].std()) < 1.5
+    with pytest.raises(ValueError, match="channel_gain_init=-1"):
+        create_encoder("softs_test", channel_embedding="affine", num_channels=5, channel_gain_init=-1)
     with pytest.raises(ValueError, match="channel_embedding='film'"):
         create_encoder("softs_test", channel_embedding="film", num_channels=5)
     # GAT has no gain table: "affine" is refused, not read as a plain switch

@@ -43,6 +43,8 @@ class SOFTS(Encoder):
             vector, ``token * (1 + gain[id]) + shift[id]`` (table width ``2 D``, gains start at 0),
             so a channel's series can weigh differently in the pooled embedding by what the
             channel is (e.g. the two hemispheres of a lateralised EEG response).
+        channel_gain_init: standard deviation of the initial gains of the ``"affine"`` table
+            (0: every channel starts with the same weights, the additive table).
         embedding: how a channel's series becomes its token: ``"linear"`` (the original: one
             linear layer over all ``T`` samples), or one of two chanformer extensions for
             classification: ``"conv"`` (:class:`chanformer.nn.series_conv.SeriesConvEmbedding`,
@@ -74,6 +76,7 @@ class SOFTS(Encoder):
         conv_width: int = 32,
         conv_dilations: Sequence[int] = (1, 2, 4, 8),
         segments: int = 8,
+        channel_gain_init: float = 0.0,
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -103,9 +106,12 @@ class SOFTS(Encoder):
         switch = None if channel_embedding is None else bool(channel_embedding)
         width = 2 * d_model if self.channel_affine else d_model
         self.channel_embed = _optional_table(num_channels, switch, width, "SOFTS", kw)
+        if channel_gain_init < 0:
+            raise ValueError(f"SOFTS(channel_gain_init={channel_gain_init}): must be >= 0")
         if self.channel_embed is not None and self.channel_affine:
             with torch.no_grad():
-                self.channel_embed.weight[:, d_model:].zero_()  # gains start at 0: the additive table
+                gains = self.channel_embed.weight[:, d_model:]
+                gains.normal_(0.0, channel_gain_init) if channel_gain_init > 0 else gains.zero_()
         self.layers = nn.ModuleList(
             STARLayer(d_model, d_core, d_ff, dropout, activation, **kw) for _ in range(e_layers)
         )
